@@ -2,8 +2,62 @@
 
 The public API is documented in ``docs/api.md``. Nothing here performs I/O, reads a clock,
 the environment or randomness, or mutates an argument.
+
+>>> import metallb_core as core
+>>> state = core.State.empty(core.Config(pools=[core.Pool(name="default", cidrs=["10.0.0.0/30"])]))
+>>> state, allocation = core.allocate(state, core.ServiceRequest(key="web/nginx"))
+>>> [str(ip) for ip in allocation.ips]
+['10.0.0.0']
 """
 
+from metallb_core._allocator import allocate, orphans, pool_usage, release, reload
+from metallb_core._config import Config, L2Advertisement, Pool, ServiceAllocation
+from metallb_core._errors import ConfigError, InvalidService
 from metallb_core._l2 import announcing_node
+from metallb_core._outcomes import (
+    Allocation,
+    AllocationError,
+    FamilyMismatch,
+    InvalidRequest,
+    NoAvailableIPs,
+    NotAllowedByConfig,
+    PoolNotCompatible,
+    PoolUsage,
+    PortConflict,
+    SharingConflict,
+    UnknownPool,
+)
+from metallb_core._request import Port, ServiceRequest
+from metallb_core._selectors import LabelSelector, LabelSelectorRequirement
+from metallb_core._state import State
 
-__all__ = ["announcing_node"]
+__all__ = [
+    "Allocation",
+    "AllocationError",
+    "Config",
+    "ConfigError",
+    "FamilyMismatch",
+    "InvalidRequest",
+    "InvalidService",
+    "L2Advertisement",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "NoAvailableIPs",
+    "NotAllowedByConfig",
+    "Pool",
+    "PoolNotCompatible",
+    "PoolUsage",
+    "Port",
+    "PortConflict",
+    "ServiceAllocation",
+    "ServiceRequest",
+    "SharingConflict",
+    "State",
+    "UnknownPool",
+    "allocate",
+    "announcing_node",
+    "orphans",
+    "pool_usage",
+    "release",
+    "reload",
+]
