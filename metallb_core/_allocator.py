@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import ipaddress
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from metallb_core._addresses import V6_OFFSET, IPAddress, address_of, key_of
 from metallb_core._config import Config, Pool
@@ -128,23 +129,25 @@ def candidates(
 def assign(state: State, req: ServiceRequest, ips: Sequence[IPAddress | None]) -> Outcome:
     """MetalLB's Assign: give exactly ``ips`` to ``req.key``, replacing what it held."""
     index = state._index
-    owners = {None if ip is None else index.owner(key_of(ip)) for ip in ips}
-    if not ips or None in owners or len(owners) != 1:
+    keys = [None if ip is None else key_of(ip) for ip in ips]
+    owners = {None if k is None else index.owner(k) for k in keys}
+    owner = owners.pop() if len(owners) == 1 else None
+    if owner is None or not ips:
         return NotAllowedByConfig(message=f"{go_quote(ips)} is not allowed in config")
-    pool = index.pools[next(iter(owners))]  # type: ignore[index]
+    pool = index.pools[owner]
     if pool.service_allocation is not None and not pool.service_allocation.allows(
         req.namespace, req.labels
     ):
         return PoolNotCompatible(
             message=f"pool {pool.name} not compatible for ip assignment", pool=pool.name
         )
-    addresses = [ip for ip in ips if ip is not None]
+    addresses = cast(list[IPAddress], ips)
     if len(addresses) > 2:
         return InvalidRequest(message=f"more than two addresses {go_quote(addresses)}")
     if len(addresses) == 2 and addresses[0].version == addresses[1].version:
         return InvalidRequest(message=f'"{addresses[0]}" "{addresses[1]}" has the same family')
-    for ip in addresses:
-        reason = unusable_reason(state, key_of(ip), req)
+    for k in keys:
+        reason = unusable_reason(state, cast(int, k), req)
         if reason is not None:
             return reason
     alloc = Allocation(
@@ -155,7 +158,7 @@ def assign(state: State, req: ServiceRequest, ips: Sequence[IPAddress | None]) -
         sharing_key=req.sharing_key,
         backend_key=req.backend_key,
     )
-    return state._without(req.key)._with(alloc), alloc
+    return state._without(req.key)._with(alloc, cast(list[int], keys), owner), alloc
 
 
 # -- pool choice and selection -------------------------------------------------------------
@@ -203,10 +206,11 @@ def choose_pool(
 
 def select(pool: Pool, c4: int | None, c6: int | None, req: ServiceRequest) -> list[int] | AllocationError:
     """MetalLB's selection from the chosen pool (§6.5); an exhausted family is NoAvailableIPs."""
-    exhausted = NoAvailableIPs(message=f"no available IPs in pool {pool.name}", pool=pool.name)
     if req.family != "dual":
         chosen = c4 if req.family == "ipv4" else c6
-        return exhausted if chosen is None else [chosen]
+        if chosen is None:
+            return NoAvailableIPs(message=f"no available IPs in pool {pool.name}", pool=pool.name)
+        return [chosen]
     both = [c for c in (c4, c6) if c is not None]
     if req.policy == "PreferDualStack" and both:
         return both
@@ -221,6 +225,8 @@ def allocate_auto(state: State, req: ServiceRequest) -> Outcome:
     """Pinned pools by priority, then the unrestricted auto-assign pools (§6.1)."""
     index = state._index
     for pools in (pinned_pools(index, req), index.fallback):
+        if not pools:
+            continue
         choice = choose_pool(state, pools, req)
         if choice is None:
             continue
@@ -305,7 +311,7 @@ def _allocate(state: State, req: ServiceRequest) -> Outcome:
         if held.pool == req.requested_pool:
             return assign(state, req, held.ips)
     # A new allocation: what the key held (in another pool) is free for it to take.
-    base = state._without(req.key)
+    base = state if held is None else state._without(req.key)
     if req.requested_pool is not None:
         return allocate_from_pool(base, req, req.requested_pool)
     return allocate_auto(base, req)
@@ -371,7 +377,8 @@ def reload(state: State, config: Config) -> tuple[State, tuple[Allocation, ...]]
     kept, dropped = _rehome(state, config)
     new = State.empty(config)
     for alloc in kept:
-        new = new._with(alloc)
+        keys = [key_of(ip) for ip in alloc.ips]
+        new = new._with(alloc, keys, new._index.by_name[alloc.pool])
     return new, tuple(dropped)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from metallb_core._addresses import IPAddress
+from metallb_core._addresses import AddressField
 from metallb_core._errors import InvalidService
 from metallb_core._model import Model
 from metallb_core._request import Port
@@ -26,7 +26,7 @@ class Allocation(Model):
     _what: ClassVar[str] = "invalid allocation"
 
     key: str
-    ips: tuple[IPAddress, ...]
+    ips: tuple[AddressField, ...]
     pool: str
     ports: tuple[Port, ...] = ()
     sharing_key: str = ""

@@ -24,55 +24,24 @@ T = TypeVar("T")
 
 _MAX = 64  # entries per node before it splits
 _MIN = 16  # entries per node below which it merges with a sibling
+_MISSING = object()
 
 
-class _Leaf:
-    __slots__ = ("keys", "vals")
-
-    def __init__(self, keys: list[Any], vals: list[Any]) -> None:
-        self.keys = keys
-        self.vals = vals
-
-
-class _Branch:
-    # keys[i] is the smallest key stored under children[i].
-    __slots__ = ("children", "keys")
-
-    def __init__(self, keys: list[Any], children: list[_Node]) -> None:
-        self.keys = keys
-        self.children = children
-
-
-_Node = _Leaf | _Branch
-
-
-def _size(node: _Node) -> int:
-    return len(node.keys)
+# A node is a pair ``(keys, items)``: in a leaf the items are values, in a branch they are
+# children, and keys[i] is the smallest key under children[i]. Every leaf is at the same depth
+# (the map's height), so a node's kind is known from its depth and needs no tag: plain tuples
+# keep updates cheap.
+_Node = tuple[list[Any], list[Any]]
+_EMPTY: _Node = ([], [])
 
 
 def _split(node: _Node) -> list[_Node]:
     """One node, or two halves when it grew past ``_MAX``."""
-    n = len(node.keys)
-    if n <= _MAX:
+    keys, items = node
+    if len(keys) <= _MAX:
         return [node]
-    half = n // 2
-    if isinstance(node, _Leaf):
-        return [
-            _Leaf(node.keys[:half], node.vals[:half]),
-            _Leaf(node.keys[half:], node.vals[half:]),
-        ]
-    return [
-        _Branch(node.keys[:half], node.children[:half]),
-        _Branch(node.keys[half:], node.children[half:]),
-    ]
-
-
-def _concat(left: _Node, right: _Node) -> _Node:
-    if isinstance(left, _Leaf):
-        assert isinstance(right, _Leaf)
-        return _Leaf(left.keys + right.keys, left.vals + right.vals)
-    assert isinstance(right, _Branch)
-    return _Branch(left.keys + right.keys, left.children + right.children)
+    half = len(keys) // 2
+    return [(keys[:half], items[:half]), (keys[half:], items[half:])]
 
 
 class PMap(Mapping[K, V], Generic[K, V]):
@@ -85,16 +54,18 @@ class PMap(Mapping[K, V], Generic[K, V]):
     (True, 'a')
     """
 
-    __slots__ = ("_len", "_root")
+    __slots__ = ("_height", "_len", "_root")
 
     def __init__(self) -> None:
-        self._root: _Node = _Leaf([], [])
+        self._root: _Node = _EMPTY
+        self._height = 0  # branch levels above the leaves
         self._len = 0
 
     @classmethod
-    def _make(cls, root: _Node, length: int) -> PMap[K, V]:
+    def _make(cls, root: _Node, height: int, length: int) -> PMap[K, V]:
         new: PMap[K, V] = cls.__new__(cls)
         new._root = root
+        new._height = height
         new._len = length
         return new
 
@@ -105,15 +76,17 @@ class PMap(Mapping[K, V], Generic[K, V]):
             return cls()
         step = _MAX // 2 + _MAX // 4
         level: list[_Node] = [
-            _Leaf([k for k, _ in items[i : i + step]], [v for _, v in items[i : i + step]])
+            ([k for k, _ in items[i : i + step]], [v for _, v in items[i : i + step]])
             for i in range(0, len(items), step)
         ]
+        height = 0
         while len(level) > 1:
             level = [
-                _Branch([c.keys[0] for c in level[i : i + step]], level[i : i + step])
+                ([c[0][0] for c in level[i : i + step]], level[i : i + step])
                 for i in range(0, len(level), step)
             ]
-        return cls._make(level[0], len(items))
+            height += 1
+        return cls._make(level[0], height, len(items))
 
     # -- Mapping ---------------------------------------------------------------------------
 
@@ -121,163 +94,173 @@ class PMap(Mapping[K, V], Generic[K, V]):
         return self._len
 
     def __iter__(self) -> Iterator[K]:
-        for leaf in self._leaves():
-            yield from leaf.keys
+        for keys, _ in self._leaves():
+            yield from keys
 
     def __getitem__(self, key: K) -> V:
-        node = self._root
-        while isinstance(node, _Branch):
-            i = bisect_right(node.keys, key) - 1
-            if i < 0:
-                raise KeyError(key)
-            node = node.children[i]
-        j = bisect_left(node.keys, key)
-        if j < len(node.keys) and node.keys[j] == key:
-            value: V = node.vals[j]
-            return value
-        raise KeyError(key)
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value  # type: ignore[return-value]
 
     @overload
     def get(self, key: K, /) -> V | None: ...
     @overload
     def get(self, key: K, default: V | T, /) -> V | T: ...
     def get(self, key: K, default: object = None, /) -> object:
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        node = self._root
+        for _ in range(self._height):
+            i = bisect_right(node[0], key) - 1
+            if i < 0:
+                return default
+            node = node[1][i]
+        keys = node[0]
+        j = bisect_left(keys, key)
+        if j < len(keys) and keys[j] == key:
+            return node[1][j]
+        return default
 
     def __contains__(self, key: object) -> bool:
         try:
-            self[key]  # type: ignore[index]
-        except (KeyError, TypeError):
+            return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
+        except TypeError:  # not comparable with the keys: not a key
             return False
-        return True
 
     def __repr__(self) -> str:
         return f"PMap({dict(self.items())!r})"
 
-    def items_in_order(self) -> Iterator[tuple[K, V]]:
-        """Items in ascending key order (``items()`` is the same order)."""
-        for leaf in self._leaves():
-            yield from zip(leaf.keys, leaf.vals, strict=True)
-
-    def _leaves(self) -> Iterator[_Leaf]:
-        stack: list[_Node] = [self._root]
+    def _leaves(self) -> Iterator[_Node]:
+        stack: list[tuple[_Node, int]] = [(self._root, self._height)]
         while stack:
-            node = stack.pop()
-            if isinstance(node, _Leaf):
+            node, depth = stack.pop()
+            if depth == 0:
                 yield node
             else:
-                stack.extend(reversed(node.children))
+                stack.extend((child, depth - 1) for child in reversed(node[1]))
+
+    def items(self) -> Iterator[tuple[K, V]]:  # type: ignore[override]
+        """Items in ascending key order."""
+        for keys, vals in self._leaves():
+            yield from zip(keys, vals, strict=True)
+
+    def values(self) -> Iterator[V]:  # type: ignore[override]
+        """Values in ascending key order."""
+        for _, vals in self._leaves():
+            yield from vals
 
     # -- ordered queries -------------------------------------------------------------------
 
     def floor_item(self, key: K) -> tuple[K, V] | None:
         """The item with the largest key ``<= key``, or ``None``."""
         node = self._root
-        while isinstance(node, _Branch):
-            i = bisect_right(node.keys, key) - 1
+        for _ in range(self._height):
+            i = bisect_right(node[0], key) - 1
             if i < 0:
                 return None
-            node = node.children[i]
-        j = bisect_right(node.keys, key) - 1
+            node = node[1][i]
+        j = bisect_right(node[0], key) - 1
         if j < 0:
             return None
-        return node.keys[j], node.vals[j]
+        return node[0][j], node[1][j]
 
     def ceiling_item(self, key: K) -> tuple[K, V] | None:
         """The item with the smallest key ``>= key``, or ``None``."""
         node = self._root
-        path: list[tuple[_Branch, int]] = []
-        while isinstance(node, _Branch):
-            i = max(bisect_right(node.keys, key) - 1, 0)
+        path: list[tuple[_Node, int]] = []
+        for _ in range(self._height):
+            i = max(bisect_right(node[0], key) - 1, 0)
             path.append((node, i))
-            node = node.children[i]
-        j = bisect_left(node.keys, key)
-        if j < len(node.keys):
-            return node.keys[j], node.vals[j]
+            node = node[1][i]
+        j = bisect_left(node[0], key)
+        if j < len(node[0]):
+            return node[0][j], node[1][j]
         # Every key of this leaf is smaller: the answer is the first key of the next leaf.
         while path:
             branch, i = path.pop()
-            if i + 1 < len(branch.children):
-                nxt: _Node = branch.children[i + 1]
-                while isinstance(nxt, _Branch):
-                    nxt = nxt.children[0]
-                return nxt.keys[0], nxt.vals[0]
+            if i + 1 < len(branch[1]):
+                nxt: _Node = branch[1][i + 1]
+                for _ in range(len(path) + 1, self._height):
+                    nxt = nxt[1][0]
+                return nxt[0][0], nxt[1][0]
         return None
 
     # -- updates ---------------------------------------------------------------------------
 
+    def _descend(self, key: K) -> tuple[list[tuple[_Node, int]], _Node]:
+        path: list[tuple[_Node, int]] = []
+        node = self._root
+        for _ in range(self._height):
+            i = bisect_right(node[0], key) - 1
+            if i < 0:
+                i = 0
+            path.append((node, i))
+            node = node[1][i]
+        return path, node
+
     def set(self, key: K, value: V) -> PMap[K, V]:
         """A new map where ``key`` maps to ``value``."""
-        path: list[tuple[_Branch, int]] = []
-        node = self._root
-        while isinstance(node, _Branch):
-            i = max(bisect_right(node.keys, key) - 1, 0)
-            path.append((node, i))
-            node = node.children[i]
-        j = bisect_left(node.keys, key)
-        if j < len(node.keys) and node.keys[j] == key:
-            vals = node.vals[:]
+        path, (keys, vals) = self._descend(key)
+        j = bisect_left(keys, key)
+        grew = 1
+        if j < len(keys) and keys[j] == key:
+            vals = vals[:]
             vals[j] = value
-            # The keys are unchanged, so the new leaf shares them.
-            return self._make(self._rebuild(path, [_Leaf(node.keys, vals)]), self._len)
-        keys = node.keys[:]
-        vals = node.vals[:]
-        keys.insert(j, key)
-        vals.insert(j, value)
-        leaf = _Leaf(keys, vals)
-        parts = _split(leaf) if len(keys) > _MAX else [leaf]
-        return self._make(self._rebuild(path, parts), self._len + 1)
+            grew = 0  # the keys are unchanged, so the new leaf shares them
+        else:
+            keys = keys[:]
+            keys.insert(j, key)
+            vals = vals[:]
+            vals.insert(j, value)
+            if len(keys) > _MAX:
+                return self._rebuilt(path, _split((keys, vals)), self._len + 1)
+        return self._make(_copy_path(path, (keys, vals)), self._height, self._len + grew)
 
     def delete(self, key: K) -> PMap[K, V]:
         """A new map without ``key`` (the same map when ``key`` is absent)."""
-        path: list[tuple[_Branch, int]] = []
-        node = self._root
-        while isinstance(node, _Branch):
-            i = bisect_right(node.keys, key) - 1
-            if i < 0:
-                return self
-            path.append((node, i))
-            node = node.children[i]
-        j = bisect_left(node.keys, key)
-        if j >= len(node.keys) or node.keys[j] != key:
+        path, (keys, vals) = self._descend(key)
+        j = bisect_left(keys, key)
+        if j >= len(keys) or keys[j] != key:
             return self
-        leaf = _Leaf(node.keys[:j] + node.keys[j + 1 :], node.vals[:j] + node.vals[j + 1 :])
-        parts: list[_Node] = [leaf] if leaf.keys else []
-        return self._make(self._rebuild(path, parts), self._len - 1)
+        keys = keys[:j] + keys[j + 1 :]
+        vals = vals[:j] + vals[j + 1 :]
+        if keys and (len(keys) >= _MIN or not path):
+            return self._make(_copy_path(path, (keys, vals)), self._height, self._len - 1)
+        return self._rebuilt(path, [(keys, vals)] if keys else [], self._len - 1)
 
-    @staticmethod
-    def _rebuild(path: list[tuple[_Branch, int]], parts: list[_Node]) -> _Node:
-        """Replace the child at the bottom of ``path`` by ``parts``, copying the path upward."""
+    def _rebuilt(self, path: list[tuple[_Node, int]], parts: list[_Node], length: int) -> PMap[K, V]:
+        """Replace the node at the bottom of ``path`` by ``parts`` (split, merged or gone)."""
+        height = self._height
         while path:
-            branch, i = path.pop()
-            if len(parts) == 1 and (_size(parts[0]) >= _MIN or len(branch.children) == 1):
-                # The common case: one child replaced; copy this node's two lists only.
-                part = parts[0]
-                children = branch.children[:]
-                children[i] = part
-                keys = branch.keys
-                if keys[i] != part.keys[0]:
-                    keys = keys[:]
-                    keys[i] = part.keys[0]
-                parts = [_Branch(keys, children)]
-                continue
-            children = branch.children[:i] + parts + branch.children[i + 1 :]
-            keys = branch.keys[:i] + [p.keys[0] for p in parts] + branch.keys[i + 1 :]
+            (bkeys, children), i = path.pop()
+            children = children[:i] + parts + children[i + 1 :]
+            bkeys = bkeys[:i] + [p[0][0] for p in parts] + bkeys[i + 1 :]
             # Keep nodes from thinning out: merge a small part with a neighbour.
-            if len(parts) == 1 and len(children) > 1:
+            if len(parts) == 1 and len(parts[0][0]) < _MIN and len(children) > 1:
                 k = i if i + 1 < len(children) else i - 1
-                merged = _split(_concat(children[k], children[k + 1]))
+                (lk, li), (rk, ri) = children[k], children[k + 1]
+                merged = _split((lk + rk, li + ri))
                 children[k : k + 2] = merged
-                keys[k : k + 2] = [m.keys[0] for m in merged]
-            parts = _split(_Branch(keys, children)) if children else []
+                bkeys[k : k + 2] = [m[0][0] for m in merged]
+            parts = _split((bkeys, children)) if children else []
         if not parts:
-            return _Leaf([], [])
+            return self._make(_EMPTY, 0, length)
         if len(parts) > 1:
-            return _Branch([p.keys[0] for p in parts], parts)
+            return self._make(([p[0][0] for p in parts], parts), height + 1, length)
         root = parts[0]
-        while isinstance(root, _Branch) and len(root.children) == 1:
-            root = root.children[0]
-        return root
+        while height > 0 and len(root[1]) == 1:
+            root = root[1][0]
+            height -= 1
+        return self._make(root, height, length)
+
+
+def _copy_path(path: list[tuple[_Node, int]], node: _Node) -> _Node:
+    """Copy the branches of ``path`` bottom-up, with ``node`` in place of the bottom child."""
+    for (keys, children), i in reversed(path):
+        children = children[:]
+        children[i] = node
+        first = node[0][0]
+        if keys[i] != first:
+            keys = keys[:]
+            keys[i] = first
+        node = (keys, children)
+    return node

@@ -118,6 +118,10 @@ class State:
         alloc = self._allocs.get(key)
         if alloc is None:
             return self
+        return self._minus(alloc)
+
+    def _minus(self, alloc: Allocation) -> State:
+        key = alloc.key
         holders, runs, shared = self._holders, self._runs, self._shared
         usage = list(self._usage)
         pool = self._index.by_name.get(alloc.pool)
@@ -137,13 +141,14 @@ class State:
             self._index, self._allocs.delete(key), holders, runs, shared, tuple(usage)
         )
 
-    def _with(self, alloc: Allocation) -> State:
-        """This state plus ``alloc``, whose key must hold nothing and whose IPs must be usable."""
+    def _with(self, alloc: Allocation, keys: list[int], pool: int) -> State:
+        """This state plus ``alloc`` (its address ``keys``, in ``pool``).
+
+        The caller checked that the key holds nothing and that the addresses are usable.
+        """
         holders, runs, shared = self._holders, self._runs, self._shared
         usage = self._usage
-        pool = self._index.by_name[alloc.pool]
-        for ip in alloc.ips:
-            k = key_of(ip)
+        for k in keys:
             held = holders.get(k)
             if held:
                 holders = holders.set(k, tuple(sorted((*held, alloc.key))))
