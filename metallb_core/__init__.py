@@ -27,6 +27,7 @@ from metallb_core._outcomes import (
     SharingConflict,
     UnknownPool,
 )
+from metallb_core._parse import parse_configmap, parse_resources
 from metallb_core._request import Port, ServiceRequest
 from metallb_core._selectors import LabelSelector, LabelSelectorRequirement
 from metallb_core._state import State
@@ -57,6 +58,8 @@ __all__ = [
     "allocate",
     "announcing_node",
     "orphans",
+    "parse_configmap",
+    "parse_resources",
     "pool_usage",
     "release",
     "reload",

@@ -86,7 +86,7 @@ def range_cover(start: IPAddress, end: IPAddress) -> tuple[IPNetwork, ...]:
     >>> [str(n) for n in range_cover(IPv4Address("40.0.0.250"), IPv4Address("40.0.0.252"))]
     ['40.0.0.250/31', '40.0.0.252/32']
     """
-    nets: Iterable[IPNetwork] = ipaddress.summarize_address_range(start, end)  # type: ignore[arg-type]
+    nets: Iterable[IPNetwork] = ipaddress.summarize_address_range(start, end)
     return tuple(nets)
 
 
@@ -115,7 +115,9 @@ def parse_entry(entry: str) -> tuple[IPNetwork, ...]:
             "are of different families"
         )
     if start > end:  # type: ignore[operator]
-        raise AddressError(f'invalid IP range "{entry}": start IP "{start}" is after the end IP "{end}"')
+        raise AddressError(
+            f'invalid IP range "{entry}": start IP "{start}" is after the end IP "{end}"'
+        )
     return range_cover(start, end)
 
 

@@ -40,7 +40,7 @@ def go_quote(items: Sequence[object | None]) -> str:
 
 
 def family_of(ips: Sequence[str]) -> str:
-    """``ipv4``, ``ipv6`` or ``dual`` for 1-2 address strings; ``ValueError`` with MetalLB's text."""
+    """``ipv4``, ``ipv6`` or ``dual`` for 1-2 addresses; ``ValueError`` with MetalLB's text."""
     if len(ips) not in (1, 2):
         raise ValueError(f"IPFamilyForAddresses: invalid ips length {len(ips)} {go_quote(ips)}")
     try:
@@ -204,7 +204,9 @@ def choose_pool(
     return primary_fallback or secondary_fallback
 
 
-def select(pool: Pool, c4: int | None, c6: int | None, req: ServiceRequest) -> list[int] | AllocationError:
+def select(
+    pool: Pool, c4: int | None, c6: int | None, req: ServiceRequest
+) -> list[int] | AllocationError:
     """MetalLB's selection from the chosen pool (§6.5); an exhausted family is NoAvailableIPs."""
     if req.family != "dual":
         chosen = c4 if req.family == "ipv4" else c6
@@ -281,7 +283,8 @@ def allocate_requested(state: State, req: ServiceRequest) -> Outcome:
 def add_family(state: State, req: ServiceRequest) -> Outcome:
     """PreferDualStack top-up (§9): add the missing family from the pool already used."""
     held = state.allocation(req.key)
-    assert held is not None and len(held.ips) == 1
+    assert held is not None
+    assert len(held.ips) == 1
     i = state._index.by_name.get(held.pool)
     if i is None:
         return UnknownPool(message=f'unknown pool "{held.pool}"', pool=held.pool)

@@ -24,9 +24,7 @@ from metallb_core._model import FrozenMap, Model
 from metallb_core._selectors import MATCH_EVERYTHING, LabelSelector, selector_from
 
 
-def _networks(
-    values: object, pool: str, parse: Any, label: str
-) -> tuple[IPNetwork, ...]:
+def _networks(values: object, pool: str, parse: Any, label: str) -> tuple[IPNetwork, ...]:
     """Normalise CIDR strings, ranges and network objects, in order, ranges expanded in place."""
     if isinstance(values, str) or not isinstance(values, (list, tuple)):
         raise ConfigError(f'invalid {label} list {values!r} in pool "{pool}": expected a list')
@@ -163,7 +161,7 @@ class L2Advertisement(Model):
     """Which pools are announced in Layer 2, from which nodes and on which interfaces.
 
     ``pools == ()`` means every pool; empty ``node_selectors`` means every node; empty
-    ``interfaces`` means every interface.
+    ``interfaces`` means every interface; empty ``service_selectors`` means every Service.
 
     >>> L2Advertisement(name="l2", pools=["default"]).pools
     ('default',)
@@ -176,8 +174,9 @@ class L2Advertisement(Model):
     pools: tuple[str, ...] = ()
     node_selectors: tuple[LabelSelector, ...] = ()
     interfaces: tuple[str, ...] = ()
+    service_selectors: tuple[LabelSelector, ...] = ()
 
-    @field_validator("node_selectors", mode="before")
+    @field_validator("node_selectors", "service_selectors", mode="before")
     @classmethod
     def _selectors(cls, value: object) -> object:
         if isinstance(value, (list, tuple)):
@@ -220,10 +219,12 @@ class Config(Model):
     Validates MetalLB's rules: pool names are unique and no CIDR overlaps another, within or
     between pools (the first offending CIDR in config order is named).
 
-    >>> Config(pools=[Pool(name="a", cidrs=["10.0.0.0/8"]), Pool(name="b", cidrs=["10.1.0.0/16"])])
-    Traceback (most recent call last):
-    ...
-    metallb_core._errors.ConfigError: CIDR "10.1.0.0/16" in pool "b" overlaps with already defined CIDR "10.0.0.0/8"
+    >>> a, b = Pool(name="a", cidrs=["10.0.0.0/8"]), Pool(name="b", cidrs=["10.1.0.0/16"])
+    >>> try:
+    ...     Config(pools=[a, b])
+    ... except ConfigError as err:
+    ...     print(err)
+    CIDR "10.1.0.0/16" in pool "b" overlaps with already defined CIDR "10.0.0.0/8"
     """
 
     _error: ClassVar[type[ValueError]] = ConfigError

@@ -122,7 +122,7 @@ class PMap(Mapping[K, V], Generic[K, V]):
 
     def __contains__(self, key: object) -> bool:
         try:
-            return self.get(key, _MISSING) is not _MISSING  # type: ignore[arg-type]
+            return self.get(key, _MISSING) is not _MISSING  # type: ignore[call-overload]
         except TypeError:  # not comparable with the keys: not a key
             return False
 
@@ -191,8 +191,7 @@ class PMap(Mapping[K, V], Generic[K, V]):
         node = self._root
         for _ in range(self._height):
             i = bisect_right(node[0], key) - 1
-            if i < 0:
-                i = 0
+            i = max(i, 0)
             path.append((node, i))
             node = node[1][i]
         return path, node
@@ -227,7 +226,9 @@ class PMap(Mapping[K, V], Generic[K, V]):
             return self._make(_copy_path(path, (keys, vals)), self._height, self._len - 1)
         return self._rebuilt(path, [(keys, vals)] if keys else [], self._len - 1)
 
-    def _rebuilt(self, path: list[tuple[_Node, int]], parts: list[_Node], length: int) -> PMap[K, V]:
+    def _rebuilt(
+        self, path: list[tuple[_Node, int]], parts: list[_Node], length: int
+    ) -> PMap[K, V]:
         """Replace the node at the bottom of ``path`` by ``parts`` (split, merged or gone)."""
         height = self._height
         while path:

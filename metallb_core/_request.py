@@ -39,7 +39,7 @@ class ServiceRequest(Model):
     ``requested_ips`` are kept in the order given, as canonical address strings;
     an empty ``requested_pool`` means none.
 
-    >>> r = ServiceRequest(key="web/nginx", ports=[Port("TCP", 80)], requested_ips=["2001:db8:0::1"])
+    >>> r = ServiceRequest(key="web/nginx", requested_ips=["2001:db8:0::1"])
     >>> r.namespace, r.requested_ips
     ('web', ('2001:db8::1',))
     """

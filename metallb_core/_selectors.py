@@ -24,7 +24,9 @@ class LabelSelectorRequirement(Model):
     @model_validator(mode="after")
     def _values_fit_operator(self) -> LabelSelectorRequirement:
         if self.operator in ("In", "NotIn") and not self.values:
-            raise ConfigError(f"invalid label selector: {self.operator} needs values for {self.key!r}")
+            raise ConfigError(
+                f"invalid label selector: {self.operator} needs values for {self.key!r}"
+            )
         if self.operator in ("Exists", "DoesNotExist") and self.values:
             raise ConfigError(
                 f"invalid label selector: {self.operator} takes no values for {self.key!r}"

@@ -182,7 +182,8 @@ def _runs_remove(
     runs: PMap[int, int], holders_after: PMap[int, tuple[str, ...]], k: int
 ) -> PMap[int, int]:
     found = runs.floor_item(k)
-    assert found is not None and found[1] >= k, "a held address is always inside a run"
+    assert found is not None, "a held address is always inside a run"
+    assert found[1] >= k, "a held address is always inside a run"
     start, end = found
     runs = runs.delete(start)
     # Runs start and end on held addresses: trim each remaining part to its held ends.
