@@ -210,6 +210,15 @@ def _selectors(values: Any, what: str, field: str) -> tuple[LabelSelector, ...]:
     return tuple(out)
 
 
+def _wrapped_selectors(values: Any, kind: str, pool: str) -> tuple[LabelSelector, ...]:
+    try:
+        return _selectors(values, kind, f"{kind}Selectors")
+    except ConfigError as err:
+        if str(err).startswith("duplicate definition"):
+            raise
+        raise ConfigError(f"invalid {kind} label selector in ip pool {pool}: {err}") from None
+
+
 def _service_allocation(
     raw: Mapping[str, Any], namespaces: Mapping[str, Mapping[str, str]], pool: str
 ) -> ServiceAllocation:
@@ -217,14 +226,8 @@ def _service_allocation(
     explicit = list(raw.get("namespaces") or ())
     if len(set(explicit)) != len(explicit):
         raise ConfigError("duplicate definition in namespaces field")
-    try:
-        ns_selectors = _selectors(raw.get("namespaceSelectors"), "namespace", "namespaceSelectors")
-    except ConfigError as err:
-        raise ConfigError(f"invalid namespace label selector in ip pool {pool}: {err}") from None
-    try:
-        svc_selectors = _selectors(raw.get("serviceSelectors"), "service", "serviceSelectors")
-    except ConfigError as err:
-        raise ConfigError(f"invalid service label selector in ip pool {pool}: {err}") from None
+    ns_selectors = _wrapped_selectors(raw.get("namespaceSelectors"), "namespace", pool)
+    svc_selectors = _wrapped_selectors(raw.get("serviceSelectors"), "service", pool)
     matched = {
         name
         for name, labels in namespaces.items()
