@@ -1,0 +1,123 @@
+"""``python -m announcers.arp --interface IFACE [--refresh SECONDS] ADDRESS [ADDRESS ...]``
+
+Answers ARP and NDP for the addresses on IFACE with IFACE's MAC, announces them at start
+(a round at once, then every 1.1 s until 5 s have passed; with ``--refresh``, a round every
+SECONDS afterwards), and runs until SIGTERM or SIGINT, which stop the answers at once and
+exit 0. A bad address, an unknown interface or a missing CAP_NET_RAW is one line on stderr
+and exit status 2, before any packet is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import math
+import signal
+import sys
+from collections.abc import Sequence
+
+from announcers.arp import sockets
+from announcers.arp.announcer import L2Announcer, check_address
+from announcers.base import IPAddress, UnknownInterfaceError
+
+PROG = "python -m announcers.arp"
+EXIT_USAGE = 2
+
+
+class _UsageError(Exception):
+    """A problem with the command line or the environment: one line, exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Answer ARP and NDP for ADDRESS on IFACE, and announce it, until "
+        "SIGTERM or SIGINT. Needs CAP_NET_RAW only; nothing is configured on IFACE.",
+    )
+    parser.add_argument("--interface", required=True, metavar="IFACE", help="the interface")
+    parser.add_argument(
+        "--refresh",
+        metavar="SECONDS",
+        help="after the announcements at start, announce again every SECONDS",
+    )
+    parser.add_argument("addresses", nargs="+", metavar="ADDRESS", help="IPv4 or IPv6 address")
+    return parser
+
+
+def _refresh(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise _UsageError(f"--refresh needs a positive number of seconds, not {text!r}")
+    return seconds
+
+
+def _addresses(texts: Sequence[str]) -> list[IPAddress]:
+    addresses: list[IPAddress] = []
+    for text in texts:
+        try:
+            addresses.append(check_address(ipaddress.ip_address(text)))
+        except ValueError as error:
+            raise _UsageError(f"bad address {text!r}: {error}") from None
+    return list(dict.fromkeys(addresses))
+
+
+def _check_environment(interface: str) -> None:
+    try:
+        sockets.interface_index(interface)
+    except UnknownInterfaceError:
+        raise _UsageError(f"unknown interface {interface!r}") from None
+    try:
+        sockets.check_capability()
+    except sockets.MissingCapabilityError:
+        raise _UsageError(
+            "missing capability CAP_NET_RAW: raw packet sockets need it "
+            "(run as root, or grant CAP_NET_RAW)"
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the announcer; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s", stream=sys.stderr
+    )
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    try:
+        refresh = _refresh(args.refresh)
+        addresses = _addresses(args.addresses)
+        _check_environment(args.interface)
+        # Block the stop signals before any thread exists, so that every thread inherits the
+        # mask and the main thread alone takes them, synchronously, with sigwait.
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        announcer = L2Announcer(refresh=refresh)
+        try:
+            for address in addresses:
+                announcer.announce(address, args.interface)
+        except (ValueError, PermissionError) as error:
+            # Unsupported (not Ethernet) or vanished interface: nothing was sent.
+            announcer.close()
+            raise _UsageError(str(error)) from None
+    except _UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.getLogger("announcers.arp").info(
+        "running: answering for %d address(es) on %s; SIGTERM or SIGINT stops",
+        len(addresses),
+        args.interface,
+    )
+    try:
+        received = signal.sigwait(stop_signals)
+    finally:
+        announcer.close()
+    logging.getLogger("announcers.arp").info("%s: stopped answering", signal.Signals(received).name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,530 @@
+"""``L2Announcer``: answers ARP and NDP for announced addresses on raw sockets.
+
+The shell around the pure parts: :mod:`~announcers.arp.frames` builds and parses bytes,
+:mod:`~announcers.arp.decision` decides, :mod:`~announcers.arp.schedule` says when the next
+announcement round is due. This module only opens sockets, reads, asks, and writes.
+
+Threads: the caller's threads call :meth:`L2Announcer.announce` / :meth:`~L2Announcer.withdraw`
+/ :meth:`~L2Announcer.close`; one background thread (started with the first announcement)
+receives frames on every interface and sends the scheduled rounds. One lock guards the
+state; every frame is sent while holding it, after checking that its address is still
+announced, so once ``withdraw`` returns, no answer and no round for that address leaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from ipaddress import IPv4Address, IPv6Address
+from types import MappingProxyType
+
+from announcers.arp import frames, sockets
+from announcers.arp.decision import Decision, InterfaceView, Verdict, decide
+from announcers.arp.schedule import DEFAULT_INTERVAL, DEFAULT_WINDOW, RoundSchedule
+from announcers.base import AnnouncerClosedError, IPAddress
+
+__all__ = ["Counters", "L2Announcer", "check_address"]
+
+log = logging.getLogger("announcers.arp")
+
+_RECV_BATCH = 64  # frames read per socket per wake-up, so one busy interface cannot starve
+_REVIVE_EVERY = 5.0  # seconds between attempts to reopen a vanished interface
+_CONFLICT_LOG_EVERY = 10.0  # seconds between two conflict warnings for the same address/MAC
+_LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+
+
+def check_address(ip: object) -> IPAddress:
+    """``ip`` if it is an address that can be announced, else :class:`ValueError`
+    (:class:`TypeError` if it is not an address object at all).
+
+    Unspecified, loopback, multicast and the limited broadcast address cannot be.
+
+    >>> check_address(IPv4Address("192.0.2.10"))
+    IPv4Address('192.0.2.10')
+    """
+    if not isinstance(ip, IPv4Address | IPv6Address):
+        raise TypeError(f"expected an IPv4Address or IPv6Address, not {type(ip).__name__}")
+    if ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip == _LIMITED_BROADCAST:
+        raise ValueError(f"{ip} cannot be announced (unspecified, loopback or multicast)")
+    return ip
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """What the announcer has done, since it was created (for metrics).
+
+    ``arp_answered``: ARP requests answered; ``ndp_answered``: Neighbor Solicitations
+    answered; ``arp_announcements`` / ``ndp_announcements``: gratuitous ARPs and unsolicited
+    Neighbor Advertisements sent; ``conflicts``: frames in which another MAC claimed an
+    announced address; ``send_errors``: frames the kernel refused to send.
+    """
+
+    arp_answered: int = 0
+    ndp_answered: int = 0
+    arp_announcements: int = 0
+    ndp_announcements: int = 0
+    conflicts: int = 0
+    send_errors: int = 0
+
+    @property
+    def answered(self) -> int:
+        """ARP requests and Neighbor Solicitations answered."""
+        return self.arp_answered + self.ndp_answered
+
+    @property
+    def announcements(self) -> int:
+        """Gratuitous ARPs and unsolicited Neighbor Advertisements sent."""
+        return self.arp_announcements + self.ndp_announcements
+
+    def __add__(self, other: Counters) -> Counters:
+        return Counters(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
+        )
+
+
+class _Responder:
+    """The sockets of one interface: a packet socket per family, opened on first use, and
+    the solicited-node memberships."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ifindex = sockets.interface_index(name)
+        self.arp: socket.socket | None = None
+        self.ndp: socket.socket | None = None
+        self.memberships = sockets.GroupMemberships(self.ifindex)
+        self.mac = b""
+        self.view = InterfaceView(name=name, mac=bytes(6))
+        self.counters = Counters()
+
+    def socket_for(self, ip: IPAddress) -> socket.socket:
+        """The socket of ``ip``'s family, opened if needed (raises on failure)."""
+        if isinstance(ip, IPv4Address):
+            if self.arp is None:
+                self.arp = self._open(frames.ETH_P_ARP, None)
+            return self.arp
+        if self.ndp is None:
+            self.ndp = self._open(frames.ETH_P_IPV6, sockets.NDP_FILTER)
+        return self.ndp
+
+    def _open(self, ethertype: int, bpf: bytes | None) -> socket.socket:
+        sock = sockets.open_packet_socket(self.name, ethertype, bpf)
+        try:
+            mac = sockets.hardware_address(sock)
+        except BaseException:
+            sock.close()
+            raise
+        if self.mac and mac != self.mac:
+            log.warning("interface %s changed its MAC to %s", self.name, frames.format_mac(mac))
+        self.mac = mac
+        return sock
+
+    def open_sockets(self) -> list[socket.socket]:
+        return [sock for sock in (self.arp, self.ndp) if sock is not None]
+
+    def close(self) -> None:
+        for sock in self.open_sockets():
+            sock.close()
+        self.arp = self.ndp = None
+        self.memberships.close()
+
+
+class L2Announcer:
+    """Answers ARP requests and Neighbor Solicitations for announced addresses, and
+    announces them when they are taken over. Implements :class:`~announcers.base.Announcer`.
+
+    - ``announce(ip, interface)`` opens the interface's raw socket on first use (errors are
+      raised to the caller: :class:`~announcers.base.UnknownInterfaceError`,
+      :class:`~announcers.arp.sockets.MissingCapabilityError`,
+      :class:`~announcers.arp.sockets.UnsupportedInterfaceError`), joins the solicited-node
+      group for an IPv6 address, sends a first announcement round before it returns, and
+      schedules the next rounds: every ``interval`` seconds until ``window`` seconds have
+      passed, then, with ``refresh``, every ``refresh`` seconds for as long as it is held.
+      A round is a gratuitous ARP request (IPv4) or an unsolicited NA to ff02::1 with O=1
+      and a Target link-layer option (IPv6).
+    - ``withdraw(ip, interface)`` stops answering and announcing at once, and leaves the
+      group after its last address.
+    - ``close()`` stops everything and closes every socket.
+
+    ``announce_on_takeover=False`` sends no rounds at all (answers only); it exists to
+    measure what announcements are worth, not for production.
+
+    Needs CAP_NET_RAW. Every method may be called from any thread.
+
+    >>> announcer = L2Announcer(refresh=60.0)  # opens nothing until the first announce
+    >>> announcer.counters()
+    Counters(arp_answered=0, ndp_answered=0, arp_announcements=0, ndp_announcements=0, \
+conflicts=0, send_errors=0)
+    >>> announcer.close()
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        window: float = DEFAULT_WINDOW,
+        refresh: float | None = None,
+        announce_on_takeover: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._schedule: RoundSchedule[tuple[IPAddress, str]] = RoundSchedule(
+            interval, window, refresh
+        )
+        self._announce_on_takeover = announce_on_takeover
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._announced: dict[IPAddress, set[str]] = {}
+        # Published copy for the receive path: replaced, never mutated, so reading it needs
+        # no lock.
+        self._view: Mapping[IPAddress, frozenset[str]] = MappingProxyType({})
+        self._responders: dict[str, _Responder] = {}
+        self._orphans: set[str] = set()  # interfaces with announcements but no live sockets
+        self._retired = Counters()  # counters of responders that were closed
+        self._to_register: list[tuple[socket.socket, _Responder]] = []
+        self._to_unregister: list[socket.socket] = []
+        self._conflict_logged: dict[tuple[IPAddress, bytes], float] = {}
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._wake_r = self._wake_w = -1
+
+    # -- the Announcer protocol -------------------------------------------------------------
+
+    def announce(self, ip: IPv4Address | IPv6Address, interface: str) -> None:
+        """Answer for ``ip`` on ``interface`` from now on, and announce it (idempotent)."""
+        ip = check_address(ip)
+        with self._lock:
+            if self._closed:
+                raise AnnouncerClosedError("the announcer is closed")
+            interfaces = self._announced.get(ip)
+            if interfaces is not None and interface in interfaces:
+                return
+            created = interface not in self._responders
+            responder = self._responder(interface)
+            was_open = responder.open_sockets()
+            try:
+                sock = responder.socket_for(ip)
+            except BaseException:
+                if created:
+                    del self._responders[interface]
+                    responder.close()
+                raise
+            if sock not in was_open:
+                self._to_register.append((sock, responder))
+                self._refresh_views()
+            if isinstance(ip, IPv6Address):
+                self._join(responder, ip)
+            self._announced.setdefault(ip, set()).add(interface)
+            self._publish()
+            key = (ip, interface)
+            if self._announce_on_takeover:
+                self._send_round(responder, ip)
+                self._schedule.start(key, self._clock())
+            log.info("answering for %s on %s (%s)", ip, interface, frames.format_mac(responder.mac))
+            self._ensure_thread()
+        self._wake()
+
+    def withdraw(self, ip: IPv4Address | IPv6Address, interface: str) -> None:
+        """Stop answering and announcing ``ip`` on ``interface`` at once (no-op if it is not
+        announced there)."""
+        with self._lock:
+            interfaces = self._announced.get(ip)
+            if interfaces is None or interface not in interfaces:
+                return
+            interfaces.discard(interface)
+            if not interfaces:
+                del self._announced[ip]
+            self._publish()
+            self._schedule.cancel((ip, interface))
+            responder = self._responders.get(interface)
+            if responder is not None and isinstance(ip, IPv6Address):
+                responder.memberships.leave(frames.solicited_node_group(ip))
+            log.info("stopped answering for %s on %s", ip, interface)
+
+    def close(self) -> None:
+        """Stop answering for everything at once, stop the thread, close every socket."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._announced.clear()
+            self._publish()
+            self._schedule.clear()
+            thread = self._thread
+        self._wake()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._lock:
+            for responder in self._responders.values():
+                self._retired += responder.counters
+                responder.close()
+            self._responders.clear()
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
+
+    # -- introspection ----------------------------------------------------------------------
+
+    @property
+    def announced(self) -> frozenset[tuple[IPAddress, str]]:
+        """What is announced now, as ``(ip, interface)`` pairs."""
+        view = self._view
+        return frozenset((ip, name) for ip, names in view.items() for name in names)
+
+    def counters(self, interface: str | None = None) -> Counters:
+        """What has been sent and seen, in total or on one ``interface``."""
+        with self._lock:
+            if interface is not None:
+                responder = self._responders.get(interface)
+                return responder.counters if responder is not None else Counters()
+            total = self._retired
+            for responder in self._responders.values():
+                total += responder.counters
+            return total
+
+    def __enter__(self) -> L2Announcer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- helpers called with the lock held -------------------------------------------------
+
+    def _responder(self, interface: str) -> _Responder:
+        responder = self._responders.get(interface)
+        if responder is None:
+            responder = _Responder(interface)
+            self._responders[interface] = responder
+            self._orphans.discard(interface)
+        return responder
+
+    def _refresh_views(self) -> None:
+        own = frozenset(r.mac for r in self._responders.values() if r.mac)
+        for responder in self._responders.values():
+            if responder.mac:
+                responder.view = InterfaceView(responder.name, responder.mac, own)
+
+    def _publish(self) -> None:
+        self._view = MappingProxyType(
+            {ip: frozenset(names) for ip, names in self._announced.items()}
+        )
+
+    def _join(self, responder: _Responder, ip: IPv6Address) -> None:
+        group = frames.solicited_node_group(ip)
+        try:
+            responder.memberships.join(group)
+        except OSError as error:
+            # Answers still flow where the switch floods multicast; say why they may not.
+            log.warning(
+                "cannot join %s on %s (%s): an MLD-snooping switch may not deliver "
+                "solicitations for %s",
+                group,
+                responder.name,
+                error.strerror,
+                ip,
+            )
+
+    def _count(self, responder: _Responder, **increments: int) -> None:
+        responder.counters += Counters(**increments)
+
+    def _send(self, responder: _Responder, sock: socket.socket | None, frame: bytes) -> bool:
+        if sock is None:
+            return False
+        try:
+            sock.send(frame, socket.MSG_DONTWAIT)
+        except OSError as error:
+            self._count(responder, send_errors=1)
+            log.warning("cannot send on %s: %s", responder.name, error.strerror)
+            return False
+        return True
+
+    def _send_round(self, responder: _Responder, ip: IPAddress) -> None:
+        if isinstance(ip, IPv4Address):
+            frame = frames.gratuitous_arp_request(responder.mac, ip).encode()
+            if self._send(responder, responder.arp, frame):
+                self._count(responder, arp_announcements=1)
+            return
+        source = sockets.link_local_address(responder.name)
+        frame = frames.unsolicited_advertisement(responder.mac, ip, src=source).encode()
+        if self._send(responder, responder.ndp, frame):
+            self._count(responder, ndp_announcements=1)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None:
+            return
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._run, name="l2-announcer", daemon=True)
+        self._thread.start()
+
+    def _wake(self) -> None:
+        if self._wake_w >= 0:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_w, b"\0")
+
+    # -- the background thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ, None)
+        next_revive = self._clock() + _REVIVE_EVERY
+        try:
+            while True:
+                with self._lock:
+                    if self._closed:
+                        return
+                    for sock, responder in self._to_register:
+                        selector.register(sock, selectors.EVENT_READ, responder)
+                    self._to_register.clear()
+                    for sock in self._to_unregister:
+                        with contextlib.suppress(KeyError, ValueError):
+                            selector.unregister(sock)
+                        sock.close()
+                    self._to_unregister.clear()
+                    deadline = self._schedule.next_deadline()
+                    if self._orphans:
+                        deadline = next_revive if deadline is None else min(deadline, next_revive)
+                timeout = None if deadline is None else max(0.0, deadline - self._clock())
+                for key, _ in selector.select(timeout):
+                    if key.data is None:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 4096)
+                    else:
+                        self._receive(key.fileobj, key.data)  # type: ignore[arg-type]
+                now = self._clock()
+                self._send_due_rounds(now)
+                if self._orphans and now >= next_revive:
+                    next_revive = now + _REVIVE_EVERY
+                    self._revive()
+        except Exception:
+            log.exception("the L2 announcer's thread failed; nothing is answered any more")
+            raise
+        finally:
+            selector.close()
+
+    def _send_due_rounds(self, now: float) -> None:
+        with self._lock:
+            for ip, interface in self._schedule.due(now):
+                responder = self._responders.get(interface)
+                if responder is not None and interface in self._announced.get(ip, ()):
+                    self._send_round(responder, ip)
+
+    def _receive(self, sock: socket.socket, responder: _Responder) -> None:
+        for _ in range(_RECV_BATCH):
+            try:
+                frame, address = sock.recvfrom(65535)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                self._socket_error(sock, responder, error)
+                return
+            decision = decide(frame, address[2], responder.view, self._view)
+            if decision.verdict is Verdict.ANSWER:
+                self._answer(sock, responder, decision)
+            elif decision.verdict is Verdict.CONFLICT:
+                self._conflict(responder, decision)
+            elif decision.verdict is Verdict.PROBE:
+                log.info(
+                    "%s probes for %s on %s: someone is about to configure an address "
+                    "this node announces",
+                    frames.format_mac(decision.peer_mac or b""),
+                    decision.address,
+                    responder.name,
+                )
+
+    def _answer(self, sock: socket.socket, responder: _Responder, decision: Decision) -> None:
+        assert decision.reply is not None
+        assert decision.address is not None
+        with self._lock:
+            # Re-check under the lock: a withdraw that returned must never be answered after.
+            if responder.name not in self._announced.get(decision.address, ()):
+                return
+            if self._send(responder, sock, decision.reply):
+                if isinstance(decision.address, IPv4Address):
+                    self._count(responder, arp_answered=1)
+                else:
+                    self._count(responder, ndp_answered=1)
+
+    def _conflict(self, responder: _Responder, decision: Decision) -> None:
+        assert decision.address is not None
+        assert decision.peer_mac is not None
+        now = self._clock()
+        with self._lock:
+            self._count(responder, conflicts=1)
+            key = (decision.address, decision.peer_mac)
+            if now - self._conflict_logged.get(key, -_CONFLICT_LOG_EVERY) < _CONFLICT_LOG_EVERY:
+                return
+            if len(self._conflict_logged) > 1024:  # many forged MACs: keep memory bounded
+                self._conflict_logged.clear()
+            self._conflict_logged[key] = now
+        log.warning(
+            "conflict: %s also claims %s on %s (this node announces it from %s); "
+            "clients may reach either host",
+            frames.format_mac(decision.peer_mac),
+            decision.address,
+            responder.name,
+            frames.format_mac(responder.mac),
+        )
+
+    def _socket_error(self, sock: socket.socket, responder: _Responder, error: OSError) -> None:
+        if error.errno == errno.ENETDOWN:
+            try:
+                alive = sockets.interface_index(responder.name) == responder.ifindex
+            except ValueError:
+                alive = False
+            if alive:
+                # The link went down; the kernel rebinds the socket when it comes back up.
+                log.warning("interface %s is down", responder.name)
+                return
+        log.warning("interface %s is gone (%s); will retry", responder.name, error.strerror)
+        with self._lock:
+            if self._responders.get(responder.name) is not responder:
+                return
+            del self._responders[responder.name]
+            self._retired += responder.counters
+            self._to_unregister.extend(responder.open_sockets())
+            responder.arp = responder.ndp = None
+            responder.memberships.close()
+            if any(responder.name in names for names in self._announced.values()):
+                self._orphans.add(responder.name)
+
+    def _revive(self) -> None:
+        """Reopen interfaces that vanished while they had announcements (a link recreated
+        with the same name), and announce their addresses again."""
+        with self._lock:
+            for name in sorted(self._orphans):
+                ips = [ip for ip, names in self._announced.items() if name in names]
+                if not ips:
+                    self._orphans.discard(name)
+                    continue
+                try:
+                    responder = self._responder(name)
+                    for ip in ips:
+                        was_open = responder.open_sockets()
+                        sock = responder.socket_for(ip)
+                        if sock not in was_open:
+                            self._to_register.append((sock, responder))
+                        if isinstance(ip, IPv6Address):
+                            self._join(responder, ip)
+                except (OSError, ValueError) as error:
+                    failed = self._responders.pop(name, None)
+                    if failed is not None:
+                        failed.close()
+                    self._to_register = [
+                        entry for entry in self._to_register if entry[1] is not failed
+                    ]
+                    self._orphans.add(name)
+                    log.debug("interface %s still unavailable: %s", name, error)
+                    continue
+                self._refresh_views()
+                log.info("interface %s is back; answering again", name)
+                for ip in ips:
+                    if self._announce_on_takeover:
+                        self._send_round(responder, ip)
+                        self._schedule.start((ip, name), self._clock())
