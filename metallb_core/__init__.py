@@ -12,6 +12,7 @@ the environment or randomness, or mutates an argument.
 
 from metallb_core._allocator import allocate, orphans, pool_usage, release, reload
 from metallb_core._config import Config, L2Advertisement, Pool, ServiceAllocation
+from metallb_core._converge import Convergence, Event, converge, converge_all
 from metallb_core._errors import ConfigError, InvalidService
 from metallb_core._l2 import announcing_node
 from metallb_core._outcomes import (
@@ -30,6 +31,7 @@ from metallb_core._outcomes import (
 from metallb_core._parse import parse_configmap, parse_resources
 from metallb_core._request import Port, ServiceRequest
 from metallb_core._selectors import LabelSelector, LabelSelectorRequirement
+from metallb_core._service import request_from_service
 from metallb_core._state import State
 
 __all__ = [
@@ -37,6 +39,8 @@ __all__ = [
     "AllocationError",
     "Config",
     "ConfigError",
+    "Convergence",
+    "Event",
     "FamilyMismatch",
     "InvalidRequest",
     "InvalidService",
@@ -57,10 +61,13 @@ __all__ = [
     "UnknownPool",
     "allocate",
     "announcing_node",
+    "converge",
+    "converge_all",
     "orphans",
     "parse_configmap",
     "parse_resources",
     "pool_usage",
     "release",
     "reload",
+    "request_from_service",
 ]

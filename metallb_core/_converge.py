@@ -1,0 +1,323 @@
+"""The controller's decision for one Service (MetalLB's ``convergeBalancer``), as a pure function.
+
+:func:`converge` takes the allocator state and a Service dict and returns the new state and a
+:class:`Convergence`: what ``status.loadBalancer.ingress`` and the
+``metallb.io/ip-allocated-from-pool`` annotation must hold, and the events to emit, with
+MetalLB's reasons and messages. A controller converts, calls this, and writes; it decides
+nothing. The steps follow METALLB_BEHAVIOUR.md §11.2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from metallb_core._allocator import add_family, allocate, assign, family_of, go_quote
+from metallb_core._errors import InvalidService
+from metallb_core._model import Model
+from metallb_core._outcomes import AllocationError, PortConflict, SharingConflict
+from metallb_core._service import (
+    ADDRESS_POOL,
+    ALLOCATED_FROM_POOL,
+    DEPRECATED,
+    annotation,
+    cluster_ips,
+    desired_ips,
+    ingress_ips,
+    policy,
+    request_from_service,
+    service_annotations,
+    service_family,
+    service_key,
+    service_request,
+)
+from metallb_core._state import State
+
+
+class Event(Model):
+    """A Kubernetes event to emit on the Service: type, reason and message (MetalLB's).
+
+    >>> Event(type="Normal", reason="IPAllocated", message='Assigned IP ["10.0.0.1"]').reason
+    'IPAllocated'
+    """
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+class Convergence(Model):
+    """What the controller must write for one Service after :func:`converge`.
+
+    ``ingress`` is the list of IPs ``status.loadBalancer.ingress`` must hold, in allocation
+    order; ``()`` clears it. ``None`` means write nothing: the Service is not ours (another
+    ``loadBalancerClass``), or MetalLB would stop with an error before writing (its status and
+    annotation stay as they are; ``events`` still go out). ``pool`` is the value of the
+    ``metallb.io/ip-allocated-from-pool`` annotation (``None``: remove it, unless ``ingress`` is
+    ``None``).
+    """
+
+    key: str
+    ingress: tuple[str, ...] | None
+    pool: str | None
+    events: tuple[Event, ...] = ()
+
+
+def _normal(reason: str, message: str) -> Event:
+    return Event(type="Normal", reason=reason, message=message)
+
+
+def _warning(reason: str, message: str) -> Event:
+    return Event(type="Warning", reason=reason, message=message)
+
+
+def is_ours(service: Mapping[str, Any], lb_class: str | None) -> bool:
+    """Whether a controller running with ``--lb-class lb_class`` handles this Service."""
+    cls = (service.get("spec") or {}).get("loadBalancerClass") or None
+    return cls == lb_class
+
+
+def _go_list(items: Iterable[str]) -> str:
+    """A string list as Go's ``%v`` prints it: ``[a b]``."""
+    return "[" + " ".join(items) + "]"
+
+
+class _Step:
+    """The working values of one convergence."""
+
+    def __init__(self, state: State, service: Mapping[str, Any]) -> None:
+        self.state = state
+        self.service = service
+        self.key = service_key(service)
+        self.events: list[Event] = []
+        self.cleared_by: AllocationError | None = None
+
+    def clear(self) -> None:
+        self.state = self.state._without(self.key)
+
+    def done(self, ingress: tuple[str, ...] | None, pool: str | None) -> Convergence:
+        return Convergence(key=self.key, ingress=ingress, pool=pool, events=tuple(self.events))
+
+    def unchanged(self) -> Convergence:
+        """Write nothing (MetalLB returns an error here): only the events go out."""
+        return self.done(None, None)
+
+
+def _converge(
+    state: State, service: Mapping[str, Any], lb_class: str | None
+) -> tuple[State, Convergence, AllocationError | None]:
+    step = _Step(state, service)
+    key = step.key
+    spec = service.get("spec") or {}
+    if not is_ours(service, lb_class):
+        return state, step.done(None, None), None
+    # 1-3: not a LoadBalancer, no pool at all, no ClusterIP: clear, allocate nothing.
+    if spec.get("type") != "LoadBalancer" or not state.config.pools or not cluster_ips(service):
+        step.clear()
+        return step.state, step.done((), None), None
+    cips = cluster_ips(service)
+    pol = policy(service)
+    # 5: RequireDualStack needs two ClusterIPs.
+    if pol == "RequireDualStack" and len(cips) < 2:
+        step.events.append(
+            _warning(
+                "not enough clusterips",
+                f"Service requires dual stack but not enough clusterips {_go_list(cips)}",
+            )
+        )
+        step.clear()
+        return step.state, step.done((), None), None
+    # 4: the current IPs. When the status is still empty but this state already holds an
+    # allocation for the Service (the last write is not visible yet), that allocation is the
+    # current one: converging twice in a row then changes nothing.
+    current = ingress_ips(service)
+    held = state.allocation(key)
+    if not current and held is not None:
+        current = [str(ip) for ip in held.ips]
+    family = ""
+    # 6: the current IPs' family against the ClusterIPs' family.
+    if not current:
+        step.clear()
+    else:
+        try:
+            lb_family = family_of(current)
+        except ValueError as err:
+            step.events.append(
+                _warning(
+                    "nolbIPsIPFamily",
+                    f"Failed to retrieve LBIPs IPFamily for {go_quote(current)}: {err}",
+                )
+            )
+            lb_family = "unknown"
+        try:
+            family = service_family(service)
+        except InvalidService as err:
+            step.events.append(
+                _warning(
+                    "noclusterIPsIPFamily",
+                    "Failed to retrieve ClusterIPs IPFamily for "
+                    f"{go_quote(spec.get('clusterIPs') or [])} {spec.get('clusterIP') or ''}: "
+                    f"{err}",
+                )
+            )
+            return state, step.unchanged(), None
+        if lb_family == "unknown" or (
+            lb_family != family and not (family == "dual" and pol == "PreferDualStack")
+        ):
+            step.clear()
+            current = []
+    # 7: the current IPs are re-assigned when still allowed.
+    if current:
+        current = [str(ipaddress.ip_address(ip)) for ip in current]
+        outcome = assign(
+            step.state,
+            service_request(service, family=family, with_requests=False),
+            [ipaddress.ip_address(c) for c in current],
+        )
+        if isinstance(outcome, AllocationError):
+            step.events.append(
+                _normal(
+                    "ClearAssignment",
+                    f'current IP for "{key}" not allowed by config, will attempt for new IP '
+                    f"assignment: {outcome.message}",
+                )
+            )
+            step.cleared_by = outcome
+            step.clear()
+            current = []
+        else:
+            step.state, alloc = outcome
+            wanted_pool = annotation(service, ADDRESS_POOL)
+            if wanted_pool and wanted_pool != alloc.pool:
+                step.clear()
+                current = []
+            else:
+                try:
+                    wanted = desired_ips(service)
+                except InvalidService as err:
+                    step.events.append(
+                        _warning("LoadBalancerFailed", f"invalid requested loadbalancer IPs: {err}")
+                    )
+                    return step.state, step.unchanged(), None
+                if wanted and sorted(wanted) != sorted(current):
+                    step.clear()
+                    current = []
+    # 8: PreferDualStack top-up from the same pool.
+    if len(current) == 1 and pol == "PreferDualStack" and family == "dual":
+        topped = add_family(step.state, request_from_service(service))
+        if isinstance(topped, AllocationError):
+            step.events.append(
+                _normal(
+                    "AdditionalAssignFailed",
+                    f"cannot assign additional IP in PreferDualStack: {topped.message}",
+                )
+            )
+        else:
+            step.state, alloc = topped
+            added = [str(ip) for ip in alloc.ips if str(ip) not in current]
+            current = [str(ip) for ip in alloc.ips]
+            step.events.append(_normal("IPAllocated", f'Assigned additional IP "{added[0]}"'))
+    # 9: a new allocation.
+    if not current:
+        failed = None
+        try:
+            request = request_from_service(service)
+        except InvalidService as err:
+            failed = str(err)
+        else:
+            new_state, result = allocate(step.state, request)
+            if isinstance(result, AllocationError):
+                failed = result.message
+            else:
+                step.state = new_state
+                current = [str(ip) for ip in result.ips]
+                step.events.append(_normal("IPAllocated", f"Assigned IP {go_quote(current)}"))
+        if failed is not None:
+            step.events.append(
+                _warning("AllocationFailed", f'Failed to allocate IP for "{key}": {failed}')
+            )
+            return step.state, step.done((), None), step.cleared_by
+    # 11: write back, in allocation order.
+    final = step.state.allocation(key)
+    assert final is not None
+    ingress = tuple(str(ip) for ip in final.ips)
+    notes = service_annotations(service)
+    if ingress != tuple(ingress_ips(service)) or final.pool != notes.get(ALLOCATED_FROM_POOL):
+        for name in sorted(notes):
+            if name.startswith(DEPRECATED):
+                step.events.append(
+                    _warning("deprecatedAnnotation", f"Service uses deprecated annotation {name}")
+                )
+    return step.state, step.done(ingress, final.pool), step.cleared_by
+
+
+def converge(
+    state: State, service: Mapping[str, Any], *, lb_class: str | None = None
+) -> tuple[State, Convergence]:
+    """MetalLB's convergeBalancer for one Service dict: the new state and what to write.
+
+    A Service that cannot be read gets a Warning ``AllocationFailed`` event and an empty
+    status, never an exception. Converging the same Service again with its status written
+    changes nothing and emits nothing, except the events MetalLB repeats on purpose while a
+    problem lasts (``AllocationFailed``, ``AdditionalAssignFailed``, ``LoadBalancerFailed``).
+
+    >>> from metallb_core import Config, Pool
+    >>> s = State.empty(Config(pools=[Pool(name="default", cidrs=["10.0.0.0/30"])]))
+    >>> svc = {"metadata": {"namespace": "web", "name": "nginx"},
+    ...        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10",
+    ...                 "ports": [{"port": 80, "protocol": "TCP"}]}}
+    >>> s, c = converge(s, svc)
+    >>> c.ingress, c.pool, [e.message for e in c.events]
+    (('10.0.0.0',), 'default', ['Assigned IP ["10.0.0.0"]'])
+    """
+    try:
+        new_state, result, _ = _converge(state, service, lb_class)
+    except InvalidService as err:
+        key = service_key(service)
+        event = _warning("AllocationFailed", f'Failed to allocate IP for "{key}": {err}')
+        return state._without(key), Convergence(key=key, ingress=(), pool=None, events=(event,))
+    return new_state, result
+
+
+def restore_order(service: Mapping[str, Any]) -> tuple[int, bool, str, str]:
+    """Sort key of :func:`converge_all`: more ingress IPs first, then oldest, then by key."""
+    created = (service.get("metadata") or {}).get("creationTimestamp")
+    return (-len(ingress_ips(service)), created is None, str(created or ""), service_key(service))
+
+
+def converge_all(
+    state: State, services: Iterable[Mapping[str, Any]], *, lb_class: str | None = None
+) -> tuple[State, Mapping[str, Convergence]]:
+    """Converge every Service, restoring state after a restart without moving anyone.
+
+    Services that already hold IPs go first (more ingress entries first), so no pending
+    Service can take an address recorded in another's status; then the rest. Ties are broken
+    by ``metadata.creationTimestamp`` (oldest first, those without one last) and then by key,
+    so the result does not depend on the order of ``services``. When two statuses hold the same
+    address without being allowed to share it, the first restored keeps it and the other gets,
+    besides MetalLB's ``ClearAssignment``, a Warning ``IPConflict`` and a new allocation.
+    The mapping is keyed by ``namespace/name``, in processing order.
+    """
+    results: dict[str, Convergence] = {}
+    for service in sorted(services, key=restore_order):
+        try:
+            state, result, cleared_by = _converge(state, service, lb_class)
+        except InvalidService:
+            state, result = converge(state, service, lb_class=lb_class)
+            cleared_by = None
+        if isinstance(cleared_by, (SharingConflict, PortConflict)) and ingress_ips(service):
+            conflict = _warning(
+                "IPConflict",
+                f"IP(s) {go_quote(ingress_ips(service))} in this Service's status are held by "
+                f"a Service restored before it ({cleared_by.message}); "
+                "this Service gets a new allocation",
+            )
+            result = Convergence(
+                key=result.key,
+                ingress=result.ingress,
+                pool=result.pool,
+                events=(*result.events, conflict),
+            )
+        results[result.key] = result
+    return state, results

@@ -1,0 +1,176 @@
+"""Reading a Kubernetes Service (a JSON dict) the way MetalLB's controller does.
+
+Each piece is its own function because the controller reads them at different steps and
+reports their errors differently (see :mod:`metallb_core._converge`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from metallb_core._addresses import parse_ip
+from metallb_core._allocator import family_of
+from metallb_core._errors import InvalidService
+from metallb_core._request import Port, ServiceRequest
+
+STABLE = "metallb.io/"
+DEPRECATED = "metallb.universe.tf/"
+ADDRESS_POOL = "address-pool"
+LOADBALANCER_IPS = "loadBalancerIPs"
+ALLOW_SHARED_IP = "allow-shared-ip"
+ALLOCATED_FROM_POOL = "metallb.io/ip-allocated-from-pool"
+_POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
+
+
+def _meta(service: Mapping[str, Any]) -> Mapping[str, Any]:
+    return service.get("metadata") or {}
+
+
+def _spec(service: Mapping[str, Any]) -> Mapping[str, Any]:
+    return service.get("spec") or {}
+
+
+def service_annotations(service: Mapping[str, Any]) -> Mapping[str, str]:
+    """The Service's annotations (empty when it has none)."""
+    return _meta(service).get("annotations") or {}
+
+
+def annotation(service: Mapping[str, Any], name: str) -> str | None:
+    """``metallb.io/<name>``, else the deprecated ``metallb.universe.tf/<name>``, else None.
+
+    A stable key that is present wins even when its value is empty.
+    """
+    notes = service_annotations(service)
+    if STABLE + name in notes:
+        return notes[STABLE + name]
+    return notes.get(DEPRECATED + name)
+
+
+def service_key(service: Mapping[str, Any]) -> str:
+    """``namespace/name``; a Service without a namespace is in ``default``, as kubectl would."""
+    meta = _meta(service)
+    return f"{meta.get('namespace') or 'default'}/{meta.get('name') or ''}"
+
+
+def cluster_ips(service: Mapping[str, Any]) -> list[str]:
+    """``spec.clusterIPs`` when non-empty, else ``[spec.clusterIP]`` when set, else ``[]``."""
+    spec = _spec(service)
+    ips = list(spec.get("clusterIPs") or ())
+    if ips:
+        return [str(ip) for ip in ips]
+    single = spec.get("clusterIP")
+    return [str(single)] if single else []
+
+
+def service_family(service: Mapping[str, Any]) -> str:
+    """``ipv4``, ``ipv6`` or ``dual`` from the ClusterIPs; ``InvalidService`` otherwise."""
+    ips = cluster_ips(service)
+    try:
+        return family_of(ips)
+    except ValueError as err:
+        raise InvalidService(str(err)) from None
+
+
+def policy(service: Mapping[str, Any]) -> str:
+    """``spec.ipFamilyPolicy``; unset is ``SingleStack``."""
+    value = _spec(service).get("ipFamilyPolicy") or "SingleStack"
+    if value not in _POLICIES:
+        raise InvalidService(f'invalid spec.ipFamilyPolicy "{value}"')
+    return str(value)
+
+
+def ports(service: Mapping[str, Any]) -> tuple[Port, ...]:
+    """The Service's ports as ``(protocol, port)``; the protocol defaults to TCP."""
+    out = []
+    for raw in _spec(service).get("ports") or ():
+        number = raw.get("port")
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise InvalidService(f"invalid port {raw!r} in spec.ports")
+        out.append(Port(protocol=str(raw.get("protocol") or "TCP"), port=number))
+    return tuple(out)
+
+
+def backend_key(service: Mapping[str, Any]) -> str:
+    """The sorted ``k=v`` selector when ``externalTrafficPolicy: Local``, else ``""``."""
+    spec = _spec(service)
+    if spec.get("externalTrafficPolicy") != "Local":
+        return ""
+    selector = spec.get("selector") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+
+
+def desired_ips(service: Mapping[str, Any]) -> list[str]:
+    """The requested IPs (§11.3), in the user's order; ``InvalidService`` with MetalLB's text."""
+    raw = annotation(service, LOADBALANCER_IPS)
+    single = _spec(service).get("loadBalancerIP")
+    if raw and single:
+        raise InvalidService(
+            "service can not have both metallb.io/loadBalancerIPs and svc.Spec.LoadBalancerIP"
+        )
+    if raw:
+        out = []
+        for item in raw.split(","):
+            ip = parse_ip(item.strip())
+            if ip is None:
+                raise InvalidService(f'invalid metallb.io/loadBalancerIPs: "{raw}"')
+            out.append(str(ip))
+        try:
+            family_of(out)
+        except ValueError as err:
+            raise InvalidService(str(err)) from None
+        return out
+    if single:
+        ip = parse_ip(str(single))
+        if ip is None:
+            raise InvalidService(f'invalid spec.loadBalancerIP "{single}"')
+        return [str(ip)]
+    return []
+
+
+def ingress_ips(service: Mapping[str, Any]) -> list[str]:
+    """The IPs in ``status.loadBalancer.ingress``, skipping hostname-only entries."""
+    status = service.get("status") or {}
+    entries: Sequence[Mapping[str, Any]] = (status.get("loadBalancer") or {}).get("ingress") or ()
+    return [str(e["ip"]) for e in entries if e.get("ip")]
+
+
+def request_from_service(service: Mapping[str, Any]) -> ServiceRequest:
+    """The :class:`ServiceRequest` for a Kubernetes Service dict.
+
+    Reads the key, namespace, labels, family (from the ClusterIPs), primary family
+    (``spec.ipFamilies[0]``), ``ipFamilyPolicy``, ports, the backend key, the annotations under
+    ``metallb.io/`` and the deprecated ``metallb.universe.tf/`` (``address-pool``,
+    ``loadBalancerIPs``, ``allow-shared-ip``) and ``spec.loadBalancerIP``. Raises
+    :class:`InvalidService` with MetalLB's message for anything it cannot read.
+
+    >>> svc = {"metadata": {"namespace": "web", "name": "nginx"},
+    ...        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10",
+    ...                 "ports": [{"port": 80, "protocol": "TCP"}]}}
+    >>> r = request_from_service(svc)
+    >>> r.key, r.family, [str(p) for p in r.ports]
+    ('web/nginx', 'ipv4', ['TCP/80'])
+    """
+    return service_request(service)
+
+
+def service_request(
+    service: Mapping[str, Any], *, family: str | None = None, with_requests: bool = True
+) -> ServiceRequest:
+    """:func:`request_from_service`, optionally with a known family and without the
+    requested IPs and pool (the controller re-assigns current IPs with only the ports and keys).
+    """
+    families = _spec(service).get("ipFamilies") or ()
+    return ServiceRequest(
+        key=service_key(service),
+        namespace=_meta(service).get("namespace") or "default",
+        labels=_meta(service).get("labels") or {},
+        family=family or service_family(service),
+        primary_family="ipv6" if families and families[0] == "IPv6" else "ipv4",
+        policy=policy(service),
+        ports=ports(service),
+        sharing_key=annotation(service, ALLOW_SHARED_IP) or "",
+        backend_key=backend_key(service),
+        requested_ips=desired_ips(service) if with_requests else (),
+        requested_pool=(annotation(service, ADDRESS_POOL) or None) if with_requests else None,
+    )
