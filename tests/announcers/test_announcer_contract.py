@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Protocol
 
 import l2lab
@@ -22,8 +22,14 @@ from announcers.mock import MockAnnouncer
 
 FIRST, SECOND = (ours for ours, _ in l2lab.KIT_PAIRS)
 UNKNOWN = "m4nope0"
-ADDRESSES = {"ipv4": IPv4Address("10.46.0.100"), "ipv6": IPv6Address("fd00:46::100")}
-OTHER = {"ipv4": IPv4Address("10.46.0.101"), "ipv6": IPv6Address("fd00:46::101")}
+ADDRESSES: dict[str, IPAddress] = {
+    "ipv4": IPv4Address("10.46.0.100"),
+    "ipv6": IPv6Address("fd00:46::100"),
+}
+OTHER: dict[str, IPAddress] = {
+    "ipv4": IPv4Address("10.46.0.101"),
+    "ipv6": IPv6Address("fd00:46::101"),
+}
 
 
 class Harness(Protocol):
@@ -216,9 +222,8 @@ def test_concurrent_callers_end_in_the_last_state_each_asked_for(
     harness: Harness, announcer: Announcer, family: str
 ) -> None:
     base = int(ADDRESSES[family])
-    kind = type(ADDRESSES[family])
-    kept = [kind(base + 10 + i) for i in range(4)]
-    dropped = [kind(base + 20 + i) for i in range(4)]
+    kept = [ip_address(base + 10 + i) for i in range(4)]
+    dropped = [ip_address(base + 20 + i) for i in range(4)]
 
     def worker(keep: IPAddress, drop: IPAddress) -> None:
         for _ in range(5):
