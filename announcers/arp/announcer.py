@@ -482,10 +482,10 @@ conflicts=0, send_errors=0)
                 # The link went down; the kernel rebinds the socket when it comes back up.
                 log.warning("interface %s is down", responder.name)
                 return
-        log.warning("interface %s is gone (%s); will retry", responder.name, error.strerror)
         with self._lock:
             if self._responders.get(responder.name) is not responder:
-                return
+                return  # an old socket of an interface already handled
+            log.warning("interface %s is gone (%s); will retry", responder.name, error.strerror)
             del self._responders[responder.name]
             self._retired += responder.counters
             self._to_unregister.extend(responder.open_sockets())

@@ -330,6 +330,7 @@ def mac_list(text: str) -> list[str]:
 
 KIT_NS = "m4k"
 KIT_PAIRS = (("m4ka0", "m4kb0"), ("m4ka1", "m4kb1"))  # (announcer side, client side)
+KIT_MACS = {ours: f"02:00:00:4b:00:{index:02x}" for index, (ours, _) in enumerate(KIT_PAIRS)}
 KIT_CLIENT_MAC = bytes.fromhex("02000000c001")
 KIT_CLIENT4 = IPv4Address("10.46.0.12")
 KIT_CLIENT6 = IPv6Address("fe80::c")
@@ -338,9 +339,9 @@ KIT_CLIENT6 = IPv6Address("fe80::c")
 def build_kit() -> None:
     """Namespace ``m4k`` with two veth pairs, up, without any IP address on them."""
     new_namespace(KIT_NS)
-    for index, (ours, theirs) in enumerate(KIT_PAIRS):
+    for ours, theirs in KIT_PAIRS:
         in_ns(
-            KIT_NS, "ip", "link", "add", ours, "address", f"02:00:00:4b:00:{index:02x}",
+            KIT_NS, "ip", "link", "add", ours, "address", KIT_MACS[ours],
             "type", "veth", "peer", "name", theirs,
         )  # fmt: skip
         in_ns(KIT_NS, "ip", "link", "set", ours, "up")

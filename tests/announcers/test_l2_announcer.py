@@ -1,0 +1,316 @@
+"""L2Announcer beyond the shared contract: the frames it sends and when, unicast requests,
+group memberships, conflicts, counters, interfaces that go away and come back.
+
+In-process, in namespace ``m4k`` (two veth pairs without any address); a raw client on the
+far end of each veth asks and listens.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
+
+import l2lab
+import pytest
+
+from announcers.arp import L2Announcer, UnsupportedInterfaceError, frames
+from announcers.arp import announcer as announcer_module
+from announcers.base import IPAddress
+
+pytestmark = pytest.mark.netns
+
+IFACE, PEER = l2lab.KIT_PAIRS[0]
+VIP4 = IPv4Address("10.46.0.100")
+VIP6 = IPv6Address("fd00:46::100")
+
+
+@pytest.fixture(scope="module")
+def kit() -> Iterator[None]:
+    l2lab.require("ip")
+    l2lab.build_kit()
+    try:
+        yield
+    finally:
+        l2lab.delete_namespaces([l2lab.KIT_NS])
+
+
+@pytest.fixture
+def inside(kit: None) -> Iterator[None]:
+    with l2lab.entered(l2lab.KIT_NS):
+        yield
+
+
+@pytest.fixture
+def client(inside: None) -> Iterator[l2lab.WireClient]:
+    wire = l2lab.WireClient(PEER)
+    try:
+        yield wire
+    finally:
+        wire.close()
+
+
+@pytest.fixture
+def make(inside: None) -> Iterator[type[L2Announcer]]:
+    made: list[L2Announcer] = []
+
+    class Tracked(L2Announcer):
+        def __init__(self, **kwargs: object) -> None:
+            super().__init__(**kwargs)  # type: ignore[arg-type]
+            made.append(self)
+
+    yield Tracked
+    for announcer in made:
+        announcer.close()
+
+
+def our_mac() -> bytes:
+    return frames.parse_mac(l2lab.KIT_MACS[IFACE])
+
+
+def gratuitous_arps(received: list[bytes], ip: IPv4Address) -> list[frames.ArpFrame]:
+    found = []
+    for frame in received:
+        try:
+            arp = frames.ArpFrame.decode(frame)
+        except frames.FrameError:
+            continue
+        if arp.is_request and arp.sender_ip == arp.target_ip == ip:
+            found.append(arp)
+    return found
+
+
+def unsolicited_nas(received: list[bytes], ip: IPv6Address) -> list[frames.NeighborAdvertisement]:
+    found = []
+    for frame in received:
+        try:
+            message = frames.decode_neighbor_discovery(frame)
+        except frames.FrameError:
+            continue
+        if (
+            isinstance(message, frames.NeighborAdvertisement)
+            and message.target == ip
+            and not message.solicited
+        ):
+            found.append(message)
+    return found
+
+
+def memberships(interface: str) -> dict[str, int]:
+    """The IPv6 groups joined on ``interface`` in this thread's namespace, with their users."""
+    groups = {}
+    for line in Path("/proc/thread-self/net/igmp6").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == interface:
+            groups[fields[2]] = int(fields[3])
+    return groups
+
+
+def group_hex(ip: IPv6Address) -> str:
+    return frames.solicited_node_group(ip).packed.hex()
+
+
+def test_unicast_arp_request_to_our_mac_is_answered(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    make().announce(VIP4, IFACE)
+    assert client.who_has(VIP4, unicast_to=our_mac()) == our_mac()
+
+
+def test_unicast_nud_solicitation_is_answered(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    make().announce(VIP6, IFACE)
+    assert client.who_has(VIP6, unicast_to=our_mac()) == our_mac()
+
+
+def test_request_for_a_withdrawn_address_among_others_is_not_answered(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    announcer = make()
+    announcer.announce(VIP4, IFACE)
+    announcer.announce(VIP4 + 1, IFACE)
+    announcer.withdraw(VIP4, IFACE)
+    assert client.who_has(VIP4) is None
+    assert client.who_has(VIP4 + 1) == our_mac()
+
+
+def test_first_round_is_on_the_wire_when_announce_returns(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    announcer = make()
+    announcer.announce(VIP4, IFACE)
+    announcer.announce(VIP6, IFACE)
+    received = client.listen(0.05)
+    [arp] = gratuitous_arps(received, VIP4)
+    [na] = unsolicited_nas(received, VIP6)
+    assert (arp.eth_dst, arp.sender_mac) == (frames.BROADCAST_MAC, our_mac())
+    assert (na.override, na.target_lla, na.dst) == (True, our_mac(), frames.ALL_NODES)
+
+
+def test_unsolicited_na_comes_from_the_link_local_address(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    make().announce(VIP6, IFACE)
+    [na] = unsolicited_nas(client.listen(0.05), VIP6)
+    assert na.src.is_link_local
+
+
+def test_rounds_repeat_every_interval_until_the_window_ends(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    announcer = make(interval=0.1, window=0.35)
+    announcer.announce(VIP4, IFACE)
+    announcer.announce(VIP6, IFACE)
+    received = client.listen(0.8)
+    assert (len(gratuitous_arps(received, VIP4)), len(unsolicited_nas(received, VIP6))) == (4, 4)
+
+
+def test_refresh_keeps_announcing_after_the_window(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    make(interval=0.1, window=0.1, refresh=0.15).announce(VIP4, IFACE)
+    # Without refresh there would be 2 rounds; with it, one every 0.15 s after those.
+    assert len(gratuitous_arps(client.listen(0.8), VIP4)) >= 4
+
+
+def test_withdraw_stops_the_rounds(make: type[L2Announcer], client: l2lab.WireClient) -> None:
+    announcer = make(interval=0.05, window=2.0)
+    announcer.announce(VIP4, IFACE)
+    announcer.withdraw(VIP4, IFACE)
+    assert len(gratuitous_arps(client.listen(0.3), VIP4)) == 1
+
+
+def test_without_takeover_announcements_it_only_answers(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    make(announce_on_takeover=False).announce(VIP4, IFACE)
+    assert gratuitous_arps(client.listen(0.05), VIP4) == []
+    assert client.who_has(VIP4) == our_mac()
+
+
+def test_probe_from_unspecified_address_is_not_answered(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    make().announce(VIP4, IFACE)
+    probe = frames.arp_request(l2lab.KIT_CLIENT_MAC, frames.UNSPECIFIED_IPV4, VIP4)
+    client.listen(0.01)
+    client.sock.send(probe.encode())
+    replies = [f for f in client.listen(0.3) if frames.ArpFrame.decode(f).op == frames.ArpOp.REPLY]
+    assert replies == []
+
+
+def test_solicited_node_group_is_joined_once_per_group_and_left_after_the_last(
+    make: type[L2Announcer],
+) -> None:
+    # Same low 24 bits, so the same solicited-node group.
+    first, second = IPv6Address("fd00:46::1:100"), IPv6Address("fd00:47::1:100")
+    group = group_hex(first)
+    announcer = make()
+    announcer.announce(first, IFACE)
+    announcer.announce(second, IFACE)
+    joined_by_both = memberships(IFACE).get(group)
+    announcer.withdraw(first, IFACE)
+    joined_after_one = memberships(IFACE).get(group)
+    announcer.withdraw(second, IFACE)
+    assert (joined_by_both, joined_after_one, memberships(IFACE).get(group)) == (1, 1, None)
+
+
+def test_close_leaves_the_groups(make: type[L2Announcer]) -> None:
+    announcer = make()
+    announcer.announce(VIP6, IFACE)
+    announcer.close()
+    assert group_hex(VIP6) not in memberships(IFACE)
+
+
+def test_foreign_announcement_of_our_address_is_a_logged_conflict(
+    make: type[L2Announcer], client: l2lab.WireClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    announcer = make()
+    announcer.announce(VIP4, IFACE)
+    caplog.set_level(logging.WARNING, logger="announcers.arp")
+    client.sock.send(frames.gratuitous_arp_request(l2lab.KIT_CLIENT_MAC, VIP4).encode())
+    l2lab.wait_for(lambda: announcer.counters().conflicts == 1, 2.0, "the conflict")
+    assert "02:00:00:00:c0:01 also claims 10.46.0.100" in caplog.text
+
+
+def test_counters_count_answers_and_announcements(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    announcer = make(window=0.0)
+    announcer.announce(VIP4, IFACE)
+    announcer.announce(VIP6, IFACE)
+    client.who_has(VIP4)
+    client.who_has(VIP4)
+    client.who_has(VIP6)
+    counters = announcer.counters(IFACE)
+    assert (
+        counters.arp_answered,
+        counters.ndp_answered,
+        counters.arp_announcements,
+        counters.ndp_announcements,
+    ) == (2, 1, 1, 1)
+
+
+def test_interface_down_and_up_is_answered_again(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    make().announce(VIP4, IFACE)
+    l2lab.sh("ip", "link", "set", IFACE, "down")
+    l2lab.sh("ip", "link", "set", IFACE, "up")
+    l2lab.wait_for(lambda: client.who_has(VIP4, timeout=0.2) == our_mac(), 5.0, "an answer")
+
+
+def test_interface_recreated_is_answered_again(
+    make: type[L2Announcer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(announcer_module, "_REVIVE_EVERY", 0.1)
+    spare, spare_peer = "m4kx0", "m4ky0"
+
+    def create() -> None:
+        l2lab.sh("ip", "link", "add", spare, "type", "veth", "peer", "name", spare_peer)
+        l2lab.sh("ip", "link", "set", spare, "up")
+        l2lab.sh("ip", "link", "set", spare_peer, "up")
+
+    create()
+    try:
+        make().announce(VIP4, spare)
+        l2lab.sh("ip", "link", "delete", spare)
+        create()
+        client = l2lab.WireClient(spare_peer)
+        try:
+            l2lab.wait_for(lambda: client.who_has(VIP4, timeout=0.2) is not None, 5.0, "answer")
+        finally:
+            client.close()
+    finally:
+        l2lab.sh("ip", "link", "delete", spare, check=False)
+
+
+def test_loopback_is_not_an_ethernet_interface(make: type[L2Announcer]) -> None:
+    with pytest.raises(UnsupportedInterfaceError):
+        make().announce(VIP4, "lo")
+
+
+def test_close_stops_the_thread(make: type[L2Announcer]) -> None:
+    announcer = make()
+    announcer.announce(VIP4, IFACE)
+    announcer.close()
+    assert [t for t in threading.enumerate() if t.name == "l2-announcer"] == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    [IPv4Address("0.0.0.0"), IPv4Address("127.0.0.1"), IPv4Address("224.0.0.1"),
+     IPv4Address("255.255.255.255"), IPv6Address("::"), IPv6Address("::1"), IPv6Address("ff02::1")],
+)  # fmt: skip
+def test_addresses_that_cannot_be_announced_are_rejected(address: IPAddress) -> None:
+    announcer = L2Announcer()
+    with pytest.raises(ValueError, match="cannot be announced"):
+        announcer.announce(address, IFACE)
+
+
+def test_a_string_is_not_an_address() -> None:
+    with pytest.raises(TypeError):
+        L2Announcer().announce("10.0.0.1", IFACE)  # type: ignore[arg-type]
