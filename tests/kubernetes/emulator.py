@@ -160,6 +160,7 @@ __all__ = [
     "RequestLog",
     "RequestRecord",
     "ResourceSpec",
+    "api_error",
     "apply_json_patch",
     "kube_config",
     "kubeconfig_dict",
@@ -451,6 +452,18 @@ def _invalid(spec: ResourceSpec, name: str, causes: Sequence[tuple[str, str]]) -
         ],
     }
     return _error(422, "Invalid", f'{spec.kind} "{name}" is invalid: {text}', details)
+
+
+def api_error(code: int, reason: str = "InternalError", message: str | None = None) -> Any:
+    """A kmock reaction payload answering an API error lightkube turns into ``ApiError``.
+
+    ``apiserver["patch /api/v1/namespaces/default/services/web/status"] << api_error(500)``;
+    a bare ``<< 500`` has no Content-Type, on which lightkube 1.0.1 fails with ``KeyError``.
+    """
+    body = status_body(_error(code, reason, message or f"{reason} (injected)"))
+    return rendering.Response(
+        status=code, headers={"Content-Type": "application/json"}, payload=_dumps(body)
+    )
 
 
 def status_body(error: KubernetesError) -> JsonDict:
@@ -1245,6 +1258,7 @@ class ApiServerEmulator(KubernetesEmulator):
     _port: int | None = attrs.field(default=None, init=False)
     _outage: OutageMode | None = attrs.field(default=None, init=False)
     _restore_task: asyncio.Task[None] | None = attrs.field(default=None, init=False)
+    _watch_protocols: set[object] = attrs.field(factory=set, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -1411,8 +1425,8 @@ class ApiServerEmulator(KubernetesEmulator):
     async def go_away(self, mode: OutageMode = "refuse", seconds: float | None = None) -> None:
         """Make the API unreachable: ``refuse`` stops listening, ``503`` answers 503 to all.
 
-        Either way open connections (watches included) are cut. With ``seconds`` the API
-        comes back by itself after that long.
+        ``refuse`` cuts every open connection, ``503`` the open watches only (idle keep-alive
+        connections then get 503s). With ``seconds`` the API comes back by itself.
         """
         if mode not in ("refuse", "503"):
             raise ValueError(f"unknown outage mode {mode!r}")
@@ -1422,7 +1436,8 @@ class ApiServerEmulator(KubernetesEmulator):
             await self._site.stop()
             self._site = None
         self._outage = mode
-        self._drop_connections()
+        # A dead server cuts every connection; a 503-answering proxy cuts the streams only.
+        self._drop_connections(watches_only=mode == "503")
         if seconds is not None:
             self._restore_task = asyncio.get_running_loop().create_task(
                 self._come_back_after(seconds)
@@ -1450,13 +1465,14 @@ class ApiServerEmulator(KubernetesEmulator):
         finally:
             await self.come_back()
 
-    def _drop_connections(self) -> None:
+    def _drop_connections(self, *, watches_only: bool = False) -> None:
         if self._web_server is None:
             return
         keep = _CURRENT_PROTOCOL.get()
         for connection in self._web_server.connections:
-            if connection is not keep:
-                connection.force_close()
+            if connection is keep or (watches_only and connection not in self._watch_protocols):
+                continue
+            connection.force_close()
 
     # ---- listening ------------------------------------------------------------------------
 
@@ -1859,7 +1875,7 @@ class ApiServerEmulator(KubernetesEmulator):
         metadata["uid"] = str(uuid.uuid4())
         metadata["creationTimestamp"] = _now()
         metadata["generation"] = 1
-        if spec.status_subresource and not keep_status:
+        if spec.status_subresource and (not keep_status or "status" not in obj):
             if spec.default_status is None:
                 obj.pop("status", None)
             else:
@@ -2046,7 +2062,8 @@ class ApiServerEmulator(KubernetesEmulator):
         else:
             patch = self._body(request, spec)
             self._check_identity(spec, namespace, name, patch)
-            _check_metadata_types(patch.get("metadata") or {})
+            if not isinstance(patch.get("metadata", {}), dict):
+                raise _bad_request("metadata must be an object")
         old = self._live(spec, namespace, name)
         if old is None:
             if content_type == APPLY_PATCH and not status:
@@ -2453,8 +2470,10 @@ class ApiServerEmulator(KubernetesEmulator):
             status=200, headers={"Content-Type": "application/json"}
         )
         response.enable_chunked_encoding()
+        assert request._raw_request is not None
+        protocol = request._raw_request.protocol
+        self._watch_protocols.add(protocol)
         try:
-            assert request._raw_request is not None
             await response.prepare(request._raw_request)
             record = _CURRENT_RECORD.get()
             if record is not None:
@@ -2468,6 +2487,7 @@ class ApiServerEmulator(KubernetesEmulator):
             pass  # the client went away (or an outage cut it): nothing more to say
         finally:
             self._watchers[spec.id].discard(watcher)
+            self._watch_protocols.discard(protocol)
         return response
 
     async def _stream_events(
