@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -62,6 +63,7 @@ class Span:
     last: IPAddress
 
     @classmethod
+    @functools.cache
     def parse(cls, entry: str) -> Span:
         """Parse a CIDR (host bits masked), an ``a-b`` range or a single address."""
         if "-" in entry:
