@@ -83,16 +83,16 @@ def assert_no_illegal_sharing(state: core.State) -> None:
     for alloc in state.allocations.values():
         for ip in alloc.ips:
             by_ip[str(ip)].append(alloc)
-    for ip, holders in by_ip.items():
+    for address, holders in by_ip.items():
         if len(holders) == 1:
             continue
         first = holders[0]
         for other in holders[1:]:
-            assert first.sharing_key, ip
-            assert first.sharing_key == other.sharing_key, ip
-            assert first.backend_key == other.backend_key, ip
+            assert first.sharing_key, address
+            assert first.sharing_key == other.sharing_key, address
+            assert first.backend_key == other.backend_key, address
         ports = [p for h in holders for p in h.ports]
-        assert len(ports) == len(set(ports)), f"port used twice on {ip}"
+        assert len(ports) == len(set(ports)), f"port used twice on {address}"
 
 
 def assert_state_matches(state: core.State, results: dict[str, core.Convergence]) -> None:
