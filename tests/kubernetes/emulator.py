@@ -114,9 +114,9 @@ import base64
 import collections
 import contextlib
 import contextvars
-import copy
 import dataclasses
 import datetime
+import functools
 import ipaddress
 import json
 import math
@@ -235,7 +235,7 @@ class ResourceSpec:
         """The resource as messages name it: ``services``, ``leases.coordination.k8s.io``."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
-    @property
+    @functools.cached_property
     def kmock(self) -> kmock_resource:
         """The kmock resource, the first item of keys of ``ApiServerEmulator.objects``."""
         return kmock_resource(self.group, self.version, self.plural)
@@ -637,20 +637,34 @@ class _FieldSelector:
 # --------------------------------------------------------------------------------------------
 
 
+def _clone(value: Any) -> Any:
+    """A deep copy of JSON data (several times faster than ``copy.deepcopy``)."""
+    if isinstance(value, dict):
+        return {key: _clone(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clone(item) for item in value]
+    return value
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch; returns a new value, the inputs are left untouched.
 
     >>> merge_patch({"a": 1, "b": {"c": 2}}, {"a": None, "b": {"d": 3}})
     {'b': {'c': 2, 'd': 3}}
     """
+    return _merge_owned(_clone(target), patch)
+
+
+def _merge_owned(target: Any, patch: Any) -> Any:
+    # ``target`` is a private copy already: merged in place, nothing cloned twice.
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return _clone(patch)
+    result = target if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = merge_patch(result.get(key), value)
+            result[key] = _merge_owned(result.get(key), value)
     return result
 
 
@@ -725,7 +739,7 @@ def apply_json_patch(doc: Any, operations: Any) -> Any:
     """
     if not isinstance(operations, list):
         raise JsonPatchError("a JSON patch is a list of operations")
-    doc = copy.deepcopy(doc)
+    doc = _clone(doc)
     for operation in operations:
         if not isinstance(operation, dict) or "op" not in operation:
             raise JsonPatchError(f"invalid operation {operation!r}")
@@ -734,19 +748,19 @@ def apply_json_patch(doc: Any, operations: Any) -> Any:
         if op in ("add", "replace", "test") and "value" not in operation:
             raise JsonPatchError(f"{op} needs a value")
         if op == "add":
-            doc = _add(doc, tokens, copy.deepcopy(operation["value"]))
+            doc = _add(doc, tokens, _clone(operation["value"]))
         elif op == "remove":
             _remove(doc, tokens)
         elif op == "replace":
             _resolve(doc, tokens)  # must exist
             if tokens:
                 _remove(doc, tokens)
-            doc = _add(doc, tokens, copy.deepcopy(operation["value"]))
+            doc = _add(doc, tokens, _clone(operation["value"]))
         elif op in ("move", "copy"):
             source = _pointer(operation.get("from"))
             if op == "move" and tokens[: len(source)] == source and tokens != source:
                 raise JsonPatchError("cannot move a value into itself")
-            value = copy.deepcopy(_resolve(doc, source))
+            value = _clone(_resolve(doc, source))
             if op == "move":
                 _remove(doc, source)
             doc = _add(doc, tokens, value)
@@ -940,7 +954,7 @@ _VALIDATORS: dict[str, Callable[[JsonDict], list[tuple[str, str]]]] = {
 class _Allocator:
     """Cluster IPs per family and node ports, allocated in order and given back on release."""
 
-    def __init__(self, cidrs: Sequence[str]) -> None:
+    def __init__(self, cidrs: Sequence[str], ports: tuple[int, int] = (30000, 32767)) -> None:
         self.networks: dict[str, ipaddress.IPv4Network | ipaddress.IPv6Network] = {}
         for cidr in cidrs:
             network = ipaddress.ip_network(cidr)
@@ -951,7 +965,8 @@ class _Allocator:
         self.used_ips: set[str] = set()
         self.cursor: dict[str, int] = dict.fromkeys(self.networks, 10)
         self.used_ports: set[int] = set()
-        self.port_cursor = 30000
+        self.ports = ports
+        self.port_cursor = ports[0]
 
     def reserve_ip(self, text: str) -> str | None:
         """Reserve a requested IP; the error text if that is impossible."""
@@ -979,9 +994,10 @@ class _Allocator:
         raise _error(500, "InternalError", f"{family} service range is full")
 
     def allocate_port(self) -> int:
-        for _ in range(2768):
+        low, high = self.ports
+        for _ in range(high - low + 1):
             port = self.port_cursor
-            self.port_cursor = port + 1 if port < 32767 else 30000
+            self.port_cursor = port + 1 if port < high else low
             if port not in self.used_ports:
                 self.used_ports.add(port)
                 return port
@@ -1234,6 +1250,9 @@ class ApiServerEmulator(KubernetesEmulator):
     install_metallb_crds: bool = True
     #: Service cluster IP ranges; the first one's family is the primary family.
     service_cidrs: tuple[str, ...] = ("10.96.0.0/12", "fd00:10:96::/112")
+    #: Node ports for NodePort and LoadBalancer Services: 2,768 as on a real cluster, so
+    #: thousands of LoadBalancer Services need ``allocateLoadBalancerNodePorts: false`` or more.
+    node_port_range: tuple[int, int] = (30000, 32767)
     #: Watch events retained per resource for resuming watches (older ones: 410 Expired).
     watch_cache_size: int = 100_000
     #: Seconds a shutdown waits for requests in flight before cancelling them.
@@ -1259,10 +1278,13 @@ class ApiServerEmulator(KubernetesEmulator):
     _outage: OutageMode | None = attrs.field(default=None, init=False)
     _restore_task: asyncio.Task[None] | None = attrs.field(default=None, init=False)
     _watch_protocols: set[object] = attrs.field(factory=set, init=False)
+    _user_payload_cache: tuple[tuple[Any, ...], list[Any]] = attrs.field(
+        default=((), []), init=False
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        self._allocator = _Allocator(self.service_cidrs)
+        self._allocator = _Allocator(self.service_cidrs, self.node_port_range)
         for spec in DEFAULT_RESOURCES:
             self.register(spec)
         if self.install_metallb_crds:
@@ -1355,7 +1377,7 @@ class ApiServerEmulator(KubernetesEmulator):
         stored = []
         for obj in objects:
             spec = self.spec_for(obj.get("apiVersion", ""), obj.get("kind", ""))
-            body = copy.deepcopy(dict(obj))
+            body: JsonDict = _clone(dict(obj))
             _check_metadata_types(body.setdefault("metadata", {}))
             namespace = body["metadata"].get("namespace") if spec.namespaced else None
             if spec.namespaced and not namespace:
@@ -1648,23 +1670,32 @@ class ApiServerEmulator(KubernetesEmulator):
             return user_response
         return await self._emulate(request, route)
 
+    def _user_payloads(self) -> list[Any]:
+        """The non-fallback reactions in kmock's priority order (cached: checked per request)."""
+        current = tuple(self._payloads)  # holding them keeps identities from being reused
+        cached = self._user_payload_cache[0]
+        if len(cached) != len(current) or any(
+            a is not b for a, b in zip(cached, current, strict=True)
+        ):
+            payloads = [
+                payload
+                for payload in self._payloads
+                if not (payload.priorities and payload.priorities[0] == -math.inf)
+            ]
+            priorities = [payload.priorities for payload in payloads]
+            width = max((len(priority) for priority in priorities), default=0)
+            keys = [
+                tuple(-p for p in priority) + (0,) * (width - len(priority))
+                for priority in priorities
+            ]
+            ordered = [payloads[i] for i in sorted(range(len(payloads)), key=lambda i: keys[i])]
+            self._user_payload_cache = (current, ordered)
+        return self._user_payload_cache[1]
+
     async def _serve_user_reaction(self, request: Request) -> aiohttp.web.StreamResponse | None:
         """Let reactions declared with kmock's DSL answer first (kmock's own dispatch, minus
         the fallbacks: those are the emulation, served by :meth:`_emulate`)."""
-        payloads = [
-            payload
-            for payload in self._payloads
-            if not (payload.priorities and payload.priorities[0] == -math.inf)
-        ]
-        if not payloads:
-            return None
-        priorities = [payload.priorities for payload in payloads]
-        width = max(len(priority) for priority in priorities)
-        keys = [
-            tuple(-p for p in priority) + (0,) * (width - len(priority)) for priority in priorities
-        ]
-        for index in sorted(range(len(payloads)), key=lambda i: keys[i]):
-            payload = payloads[index]
+        for payload in self._user_payloads():
             if request in payload._source and not payload._disabled.is_set():
                 try:
                     response: aiohttp.web.StreamResponse = await payload(request)
@@ -1855,7 +1886,7 @@ class ApiServerEmulator(KubernetesEmulator):
         keep_status: bool,
         dry_run: bool = False,
     ) -> JsonDict:
-        obj = copy.deepcopy(body)
+        obj: JsonDict = _clone(body)
         metadata = obj["metadata"]
         name = metadata["name"]
         if self._live(spec, namespace, name) is not None:
@@ -1879,7 +1910,7 @@ class ApiServerEmulator(KubernetesEmulator):
             if spec.default_status is None:
                 obj.pop("status", None)
             else:
-                obj["status"] = copy.deepcopy(dict(spec.default_status))
+                obj["status"] = _clone(dict(spec.default_status))
         rollback = self._default(spec, obj, None)
         try:
             self._validate(spec, obj)
@@ -1899,7 +1930,7 @@ class ApiServerEmulator(KubernetesEmulator):
 
     def _server_fields(self, spec: ResourceSpec, old: JsonDict, new: JsonDict) -> JsonDict:
         """``new`` with what clients cannot change taken from ``old``."""
-        obj = copy.deepcopy(new)
+        obj: JsonDict = _clone(new)
         obj["apiVersion"], obj["kind"] = spec.api_version, spec.kind
         metadata = obj.setdefault("metadata", {})
         _check_metadata_types(metadata)
@@ -1961,7 +1992,7 @@ class ApiServerEmulator(KubernetesEmulator):
             return
         self._conflicted.add(key)
         if self._conflict_touch:
-            touched = copy.deepcopy(old)
+            touched: JsonDict = _clone(old)
             touched["metadata"]["resourceVersion"] = str(self._next_rv())
             self._store(spec, touched, "MODIFIED", old)
         raise _conflict(spec, old["metadata"]["name"])
@@ -1971,16 +2002,16 @@ class ApiServerEmulator(KubernetesEmulator):
     ) -> JsonDict:
         """The next version: only ``status`` from a /status write, anything but it otherwise."""
         if status:
-            new = copy.deepcopy(old)
+            new: JsonDict = _clone(old)
             if "status" in candidate:
-                new["status"] = copy.deepcopy(candidate["status"])
+                new["status"] = _clone(candidate["status"])
             else:
                 new.pop("status", None)
             return new
         new = self._server_fields(spec, old, candidate)
         if spec.status_subresource:
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = _clone(old["status"])
             else:
                 new.pop("status", None)
         return new
@@ -2067,7 +2098,7 @@ class ApiServerEmulator(KubernetesEmulator):
         old = self._live(spec, namespace, name)
         if old is None:
             if content_type == APPLY_PATCH and not status:
-                body = copy.deepcopy(patch)
+                body: JsonDict = _clone(patch)
                 body.setdefault("metadata", {})["name"] = name
                 body["metadata"].pop("resourceVersion", None)
                 created = self._create(
@@ -2116,7 +2147,7 @@ class ApiServerEmulator(KubernetesEmulator):
         if old["metadata"].get("finalizers"):
             if old["metadata"].get("deletionTimestamp"):
                 return old
-            new = copy.deepcopy(old)
+            new: JsonDict = _clone(old)
             new["metadata"]["deletionTimestamp"] = _now()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             new["metadata"]["resourceVersion"] = str(self._next_rv())
@@ -2125,7 +2156,7 @@ class ApiServerEmulator(KubernetesEmulator):
         return self._finalize_deletion(spec, old)
 
     def _finalize_deletion(self, spec: ResourceSpec, old: JsonDict) -> JsonDict:
-        gone = copy.deepcopy(old)
+        gone: JsonDict = _clone(old)
         gone["metadata"]["resourceVersion"] = str(self._next_rv())
         metadata = old["metadata"]
         key = self._key(spec, metadata.get("namespace"), metadata["name"])
@@ -2156,7 +2187,7 @@ class ApiServerEmulator(KubernetesEmulator):
         elif spec.id == "apiextensions.k8s.io/v1/customresourcedefinitions" and old is None:
             names = (obj.get("spec") or {}).get("names") or {}
             obj["status"] = {
-                "acceptedNames": copy.deepcopy(names),
+                "acceptedNames": _clone(names),
                 "conditions": [{"type": "Established", "status": "True"}],
                 "storedVersions": [
                     v.get("name") for v in (obj.get("spec") or {}).get("versions") or []
@@ -2200,7 +2231,7 @@ class ApiServerEmulator(KubernetesEmulator):
             # Allocated values survive an update that omits them (PatchAllocatedValues).
             for field in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
                 if not spec.get(field) and old_spec.get(field):
-                    spec[field] = copy.deepcopy(old_spec[field])
+                    spec[field] = _clone(old_spec[field])
             spec.setdefault("internalTrafficPolicy", "Cluster")
             if kind in ("NodePort", "LoadBalancer"):
                 spec.setdefault("externalTrafficPolicy", "Cluster")
