@@ -107,9 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     logging.getLogger("announcers.arp").info(
-        "running: answering for %d address(es) on %s; SIGTERM or SIGINT stops",
+        "running: answering for %d address(es) on %s%s; SIGTERM or SIGINT stops",
         len(addresses),
         args.interface,
+        "" if refresh is None else f", announcing again every {refresh:g} s",
     )
     try:
         received = signal.sigwait(stop_signals)

@@ -37,7 +37,7 @@ log = logging.getLogger("announcers.arp")
 
 _RECV_BATCH = 64  # frames read per socket per wake-up, so one busy interface cannot starve
 _REVIVE_EVERY = 5.0  # seconds between attempts to reopen a vanished interface
-_CONFLICT_LOG_EVERY = 10.0  # seconds between two conflict warnings for the same address/MAC
+_LOG_EVERY = 10.0  # seconds between two conflict or probe lines for the same address and MAC
 _LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 
 
@@ -189,7 +189,7 @@ conflicts=0, send_errors=0)
         self._retired = Counters()  # counters of responders that were closed
         self._to_register: list[tuple[socket.socket, _Responder]] = []
         self._to_unregister: list[socket.socket] = []
-        self._conflict_logged: dict[tuple[IPAddress, bytes], float] = {}
+        self._logged: dict[tuple[Verdict, IPAddress | None, bytes | None], float] = {}
         self._closed = False
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
@@ -429,10 +429,10 @@ conflicts=0, send_errors=0)
                 self._answer(sock, responder, decision)
             elif decision.verdict is Verdict.CONFLICT:
                 self._conflict(responder, decision)
-            elif decision.verdict is Verdict.PROBE:
+            elif decision.verdict is Verdict.PROBE and self._should_log(decision):
                 log.info(
-                    "%s probes for %s on %s: someone is about to configure an address "
-                    "this node announces",
+                    "%s probes for %s on %s: someone may be about to configure an address "
+                    "this node announces (probes are not answered)",
                     frames.format_mac(decision.peer_mac or b""),
                     decision.address,
                     responder.name,
@@ -454,15 +454,10 @@ conflicts=0, send_errors=0)
     def _conflict(self, responder: _Responder, decision: Decision) -> None:
         assert decision.address is not None
         assert decision.peer_mac is not None
-        now = self._clock()
         with self._lock:
             self._count(responder, conflicts=1)
-            key = (decision.address, decision.peer_mac)
-            if now - self._conflict_logged.get(key, -_CONFLICT_LOG_EVERY) < _CONFLICT_LOG_EVERY:
-                return
-            if len(self._conflict_logged) > 1024:  # many forged MACs: keep memory bounded
-                self._conflict_logged.clear()
-            self._conflict_logged[key] = now
+        if not self._should_log(decision):
+            return
         log.warning(
             "conflict: %s also claims %s on %s (this node announces it from %s); "
             "clients may reach either host",
@@ -471,6 +466,19 @@ conflicts=0, send_errors=0)
             responder.name,
             frames.format_mac(responder.mac),
         )
+
+    def _should_log(self, decision: Decision) -> bool:
+        """At most one log line per (verdict, address, MAC) every 10 s: a competing
+        responder answers every request, and each answer would otherwise be a line."""
+        now = self._clock()
+        key = (decision.verdict, decision.address, decision.peer_mac)
+        with self._lock:
+            if now - self._logged.get(key, -_LOG_EVERY) < _LOG_EVERY:
+                return False
+            if len(self._logged) > 1024:  # many forged MACs: keep memory bounded
+                self._logged.clear()
+            self._logged[key] = now
+        return True
 
     def _socket_error(self, sock: socket.socket, responder: _Responder, error: OSError) -> None:
         if error.errno == errno.ENETDOWN:

@@ -16,11 +16,13 @@ import contextlib
 import ctypes
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -203,6 +205,7 @@ class Lab:
 
     workdir: Path
     processes: list[Process] = field(default_factory=list)
+    started: list[Process] = field(default_factory=list)
 
     def build(self) -> None:
         delete_namespaces([BRIDGE_NS, CLIENT_NS, *NODE_NS])
@@ -289,7 +292,15 @@ class Lab:
         if refresh is not None:
             args += ["--refresh", str(refresh)]
         args += [str(address) for address in addresses]
-        return spawn(ns, args, self.workdir / f"{name}-{ns}.log", ready="running:")
+        process = spawn(ns, args, self.workdir / f"{name}-{ns}.log", ready="running:")
+        self.started.append(process)
+        return process
+
+    def stop_started(self) -> None:
+        """Stop every announcer the current test started."""
+        for process in self.started:
+            process.stop()
+        self.started.clear()
 
     # -- real clients, run in the client namespace ---------------------------------------------
 
@@ -448,3 +459,58 @@ class WireClient:
             return None
 
         return self.ask(solicitation.encode(), nd_answer, timeout)
+
+
+class Prober:
+    """A client in ``ns`` starting a TCP connect to ``address`` every 50 ms (200 ms timeout),
+    recording the completion time of each success (L2_REFERENCE.md §5.4)."""
+
+    def __init__(self, ns: str, address: IPv4Address | IPv6Address, port: int = HTTP_PORT) -> None:
+        self.ns = ns
+        self.target = (str(address), port)
+        self.family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        self.successes: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def successes_after(self, moment: float) -> int:
+        return sum(1 for t in list(self.successes) if t > moment)
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        pending: dict[socket.socket, float] = {}
+        with entered(self.ns):
+            next_start = time.monotonic()
+            while not self._stop.is_set():
+                if time.monotonic() >= next_start:
+                    sock = socket.socket(self.family, socket.SOCK_STREAM)
+                    sock.setblocking(False)
+                    with contextlib.suppress(BlockingIOError):
+                        sock.connect(self.target)
+                    selector.register(sock, selectors.EVENT_WRITE)
+                    pending[sock] = time.monotonic() + 0.2
+                    next_start += 0.05
+                for key, _ in selector.select(max(0.0, next_start - time.monotonic())):
+                    done = key.fileobj
+                    assert isinstance(done, socket.socket)
+                    if done.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                        self.successes.append(time.monotonic())
+                    selector.unregister(done)
+                    del pending[done]
+                    done.close()
+                now = time.monotonic()
+                for sock, deadline in list(pending.items()):
+                    if now >= deadline:
+                        selector.unregister(sock)
+                        del pending[sock]
+                        sock.close()
+            for sock in pending:
+                sock.close()
