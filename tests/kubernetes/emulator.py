@@ -57,23 +57,32 @@ What it emulates
   L2Advertisement (both with a status subresource, as MetalLB's CRDs). Creating a CRD serves
   its kind at once, so ``lightkube.generic_resource.load_in_cluster_generic_resources`` works.
   Discovery (``/api``, ``/apis``, ``/apis/GROUP/VERSION``, ``/version``) is kmock's.
-* **Faults**: :meth:`~ApiServerEmulator.go_away` (connections refused, or ``503`` for every
-  request; open connections and watches are cut either way) until
-  :meth:`~ApiServerEmulator.come_back` or for a number of seconds;
-  :meth:`~ApiServerEmulator.conflict_on_first_status_write`; ad-hoc reactions with kmock's DSL
-  (``apiserver["get /api/v1/nodes"] << 500``), which answer *instead of* the emulation and
-  change no state. :attr:`~ApiServerEmulator.request_log` records every API request (method,
-  path, verb, resource, subresource, namespace, name, status) and counts them.
+* **Faults**: :meth:`~ApiServerEmulator.go_away` (``refuse``: the port is closed and every
+  connection cut; ``503``: every request answered ``503 ServiceUnavailable`` and open watches
+  cut) until :meth:`~ApiServerEmulator.come_back` or for a number of seconds;
+  :meth:`~ApiServerEmulator.conflict_on_first_status_write` (409 on the first ``/status``
+  write of each object, the object "touched" by a concurrent writer); ad-hoc reactions in
+  kmock's DSL, ``apiserver["patch", "/api/v1/namespaces/ns/services/a/status"][:1] <<
+  api_error(500)`` (``[:1]``: the first matching request only), which answer *instead of*
+  the emulation and change no state. :attr:`~ApiServerEmulator.request_log` records every
+  API request (method, path, query, verb, resource, subresource, namespace, name, status)
+  and counts them per verb/resource (:meth:`RequestLog.by_verb`) or method/path
+  (:meth:`RequestLog.by_path`).
 
 Not emulated: authentication/RBAC (any token is accepted), admission, namespace existence
 checks on create, field managers, watch bookmarks, protobuf, ``sendInitialEvents``, table
 output, and ``events.k8s.io`` and core Events being one storage. The emulator is HTTP only.
 
-Using it in-process (pytest, see ``conftest.py``)::
+Using it in-process (pytest fixtures in ``conftest.py``)::
 
-    async def test_something(apiserver: ApiServerEmulator, async_client: AsyncClient) -> None:
-        await async_client.create(Service(...))
-        assert apiserver.request_log.count(verb="create", resource="services") == 1
+    async def test_status(apiserver: ApiServerEmulator, async_client: AsyncClient) -> None:
+        apiserver.seed(service_manifest("web"))          # stored at once, watchers see ADDED
+        await async_client.patch(Service.Status, "web", {"status": {...}})
+        assert apiserver.read("v1/services", "default", "web")["status"] == {...}
+        assert apiserver.request_log.count(verb="patch", resource="services",
+                                           subresource="status") == 1
+
+``apiserver.base_url`` is the URL as a string (``apiserver.url`` is kmock's ``yarl.URL``).
 
 Standalone, for controllers and speakers run as subprocesses (also from other network
 namespaces: listen on an address they can reach)::
@@ -81,9 +90,13 @@ namespaces: listen on an address they can reach)::
     python -m tests.kubernetes.emulator --host 10.0.0.1 --port 6443 [--kubeconfig PATH]
 
 prints ``http://10.0.0.1:6443`` on stdout once it accepts connections, and runs until SIGTERM
-or SIGINT (exit status 0). :class:`EmulatorProcess` starts it and waits for that line;
-:class:`EmulatorControl` drives its faults and reads its request log over HTTP
-(``/_emulator/...``; these requests are not logged).
+or SIGINT (exit status 0; send one signal). ``--url-host`` changes the host printed (and
+written to the kubeconfig), e.g. when listening on ``0.0.0.0``. :class:`EmulatorProcess`
+starts it (``prefix=["ip", "netns", "exec", "ns1"]`` runs it in a network namespace) and
+waits for that line; :class:`EmulatorControl` (``EmulatorProcess.control``) seeds objects,
+drives faults, and reads the request log and object histories over HTTP (``/_emulator/...``:
+``requests``, ``outage``, ``conflicts``, ``compact``, ``seed``, ``history``, ``healthz``;
+these requests are not logged).
 
 Pitfalls
 ========
@@ -94,9 +107,20 @@ Pitfalls
   a known number of events. Subprocesses (the standalone emulator) have no such issue.
 * **lightkube 1.0.1:** ``KubeConfig.from_server(url)`` is broken ("Missing user"); use
   :func:`kube_config` (``KubeConfig.from_dict`` with a dummy token). lightkube turns an error
-  into ``ApiError`` only for ``Content-Type: application/json`` exactly, and, in ``watch``,
-  not at all for the HTTP status of the watch request itself (a 503 there is a plain
-  ``httpx2.HTTPStatusError``); an ``ERROR`` event in the stream is an ``ApiError``.
+  into ``ApiError`` only for ``Content-Type: application/json`` exactly, fails with
+  ``KeyError: 'Content-Type'`` on an error without that header (so inject errors with
+  :func:`api_error`, not a bare ``<< 500``), and in ``watch`` does not convert the HTTP
+  status of the watch request itself (a 503 there is a plain ``httpx2.HTTPStatusError``);
+  an ``ERROR`` event in the stream is an ``ApiError``. Its ``deletecollection`` takes no
+  selectors. ``patch(Service.Status, ...)`` returns a ``Service.Status``: ``replace`` of that
+  object writes the status subresource.
+* **Node ports are as scarce as on a real cluster** (2,768): thousands of LoadBalancer
+  Services need ``allocateLoadBalancerNodePorts: false`` (a keyword of
+  :func:`service_manifest`) or ``ApiServerEmulator(node_port_range=(30000, 40000))``.
+* **Real validation applies**: a Service needs ``ports`` (named when several), an
+  ``events.k8s.io/v1`` Event needs ``eventTime``, ``reportingController``,
+  ``reportingInstance``, ``action``, ``reason`` and a ``type``; :func:`service_manifest`
+  builds valid Services.
 * **Objects read back are shared, read-only data.** ``read``/``history``/``objects`` give the
   stored dicts: change objects through the API or :meth:`ApiServerEmulator.seed`, never by
   mutating what you read, or watchers and history will disagree.
@@ -157,6 +181,7 @@ __all__ = [
     "EmulatorControl",
     "EmulatorProcess",
     "LabelSelector",
+    "OutageMode",
     "RequestLog",
     "RequestRecord",
     "ResourceSpec",

@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -34,6 +35,7 @@ from .emulator import (
     ApiServerEmulator,
     EmulatorProcess,
     LabelSelector,
+    OutageMode,
     api_error,
     apply_json_patch,
     kube_config,
@@ -1060,12 +1062,13 @@ async def test_503_outage_answers_service_unavailable(
     assert (info.value.status.code, info.value.status.reason) == (503, "ServiceUnavailable")
 
 
+@pytest.mark.parametrize("mode", ["refuse", "503"])
 async def test_outage_cuts_open_watches(
-    apiserver: ApiServerEmulator, async_client: AsyncClient
+    apiserver: ApiServerEmulator, async_client: AsyncClient, mode: OutageMode
 ) -> None:
     watching = asyncio.create_task(collect(async_client.watch(Service), 1))
     await apiserver.wait_for(lambda: apiserver.request_log.count(verb="watch") == 1)
-    await apiserver.go_away("503")
+    await apiserver.go_away(mode)
     with pytest.raises(httpx2.HTTPError):
         await asyncio.wait_for(watching, 5)
 
@@ -1221,13 +1224,13 @@ def test_standalone_process_comes_back_after_a_refusing_outage(
     apiserver_process: EmulatorProcess,
 ) -> None:
     control = apiserver_process.control
-    control.go_away("refuse", seconds=0.3)
+    control.go_away("refuse", seconds=1.0)
     refused = not control.healthy()
     client = Client(kube_config(apiserver_process.url), trust_env=False)
-    for _ in range(100):
+    for _ in range(400):
         if control.healthy():
             break
-        asyncio.run(asyncio.sleep(0.05))
+        time.sleep(0.025)
     names = [meta(s, "name") for s in client.list(Service)]
     client.close()
     assert refused
