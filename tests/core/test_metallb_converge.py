@@ -868,6 +868,8 @@ def test_converge_all_restores_recorded_ips_before_allocating_pending_services()
     )
 
 
+# Issue 3 asks that the loser of a status conflict at restore be reported with a Warning, never
+# silently: besides MetalLB's Normal ClearAssignment, converge_all adds a Warning IPConflict.
 def test_converge_all_converges_services_with_more_ingress_entries_first() -> None:
     services = [
         holding("single", "1.2.3.0"),
@@ -883,6 +885,13 @@ def test_converge_all_converges_services_with_more_ingress_entries_first() -> No
             'can\'t change sharing key for "default/single", address also in use by default/dual',
         ),
         assigned("1.2.3.1"),
+        (
+            "Warning",
+            "IPConflict",
+            'IP(s) ["1.2.3.0"] in this Service\'s status are held by a Service restored before it '
+            '(can\'t change sharing key for "default/single", address also in use by '
+            "default/dual); this Service gets a new allocation",
+        ),
     ]
 
 
