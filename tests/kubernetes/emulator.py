@@ -180,6 +180,7 @@ __all__ = [
     "ApiServerEmulator",
     "EmulatorControl",
     "EmulatorProcess",
+    "JsonPatchError",
     "LabelSelector",
     "OutageMode",
     "RequestLog",

@@ -13,9 +13,10 @@ from typing import Any, TypeVar, cast
 
 import httpx2
 import jsonpatch  # type: ignore[import-untyped]
+import jsonpointer  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from lightkube import ApiError, AsyncClient, Client, KubeConfig
 from lightkube.core.dictmixin import DictMixin
@@ -34,6 +35,7 @@ from lightkube.types import PatchType
 from .emulator import (
     ApiServerEmulator,
     EmulatorProcess,
+    JsonPatchError,
     LabelSelector,
     OutageMode,
     api_error,
@@ -507,7 +509,19 @@ async def test_generate_name_makes_a_unique_name(async_client: AsyncClient) -> N
 @settings(max_examples=150, deadline=None)
 def test_json_patch_agrees_with_the_jsonpatch_library(doc: Any, target: Any) -> None:
     patch = jsonpatch.make_patch(doc, target).patch
-    assert apply_json_patch(doc, patch) == target
+    # jsonpatch sometimes generates moves into a child, which RFC 6902 section 4.4 forbids
+    # (the emulator refuses them), and patches it cannot apply itself: not comparable.
+    assume(not any(op["op"] == "move" and op["path"].startswith(op["from"] + "/") for op in patch))
+    try:
+        expected = jsonpatch.apply_patch(doc, patch)
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException):
+        assume(False)
+    assert apply_json_patch(doc, patch) == expected
+
+
+def test_json_patch_refuses_a_move_into_a_child() -> None:
+    with pytest.raises(JsonPatchError):
+        apply_json_patch({"a": {"b": 1}}, [{"op": "move", "from": "/a", "path": "/a/c"}])
 
 
 def test_merge_patch_follows_rfc_7386_examples() -> None:
