@@ -6,8 +6,11 @@ import asyncio
 import datetime
 import itertools
 import json
+import os
+import shutil
+import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -1252,9 +1255,63 @@ def test_standalone_process_comes_back_after_a_refusing_outage(
 
 
 def test_standalone_process_exits_zero_on_sigterm(tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "kubeconfig"
-    process = EmulatorProcess.start(args=["--kubeconfig", str(kubeconfig)])
-    config = KubeConfig.from_file(kubeconfig).get()
+    process = EmulatorProcess.start()
     assert process.stop() == 0  # one SIGTERM
-    assert config is not None
-    assert config.cluster.server == process.url
+
+
+def test_standalone_process_writes_a_kubeconfig_for_the_printed_url(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    args = ["--kubeconfig", str(kubeconfig), "--namespace", "metallb-system"]
+    with EmulatorProcess.start(args=args, url_host="localhost") as process:
+        client = Client(KubeConfig.from_file(kubeconfig), trust_env=False)
+        namespaces = [meta(ns, "name") for ns in client.list(Namespace)]
+        default_namespace = client.namespace
+        client.close()
+    assert process.url.startswith("http://localhost:")
+    assert namespaces == []
+    assert default_namespace == "metallb-system"
+
+
+@pytest.fixture
+def network_namespace() -> Iterator[tuple[str, str, str]]:
+    """A network namespace joined to this one by a veth pair: (name, our IP, its IP)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2")
+    tag = os.getpid() % 10000
+    name, outside, inside = f"k8semu{tag}", f"ke{tag}o", f"ke{tag}i"
+    here, there = f"10.251.{tag % 250}.1", f"10.251.{tag % 250}.2"
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+    ip("netns", "add", name)
+    try:
+        ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+        ip("link", "set", inside, "netns", name)
+        ip("addr", "add", f"{here}/30", "dev", outside)
+        ip("link", "set", outside, "up")
+        ip("-n", name, "addr", "add", f"{there}/30", "dev", inside)
+        ip("-n", name, "link", "set", inside, "up")
+        ip("-n", name, "link", "set", "lo", "up")
+        yield name, here, there
+    finally:
+        subprocess.run(["ip", "link", "delete", outside], check=False, capture_output=True)
+        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+
+
+@pytest.mark.netns
+def test_standalone_process_in_a_network_namespace_is_reachable(
+    network_namespace: tuple[str, str, str],
+) -> None:
+    name, _, there = network_namespace
+    prefix = ["ip", "netns", "exec", name]
+    with EmulatorProcess.start(host=there, prefix=prefix) as process:
+        client = Client(kube_config(process.url), trust_env=False)
+        client.create(service("web"))
+        fetched = client.get(Service, "web")
+        client.close()
+        log = process.control.requests()
+    assert process.url.startswith(f"http://{there}:")
+    assert meta(fetched, "name") == "web"
+    assert log.count(verb="create") == 1
