@@ -70,8 +70,10 @@ What it emulates
   (:meth:`RequestLog.by_path`).
 
 Not emulated: authentication/RBAC (any token is accepted), admission, namespace existence
-checks on create, field managers, watch bookmarks, protobuf, ``sendInitialEvents``, table
-output, and ``events.k8s.io`` and core Events being one storage. The emulator is HTTP only.
+checks on create, field managers, watch bookmarks, the legacy ``/api/v1/watch/...`` paths,
+protobuf, ``sendInitialEvents``, table output, and ``events.k8s.io`` and core Events being
+one storage. The emulator is HTTP only. ``/version`` reports Kubernetes 1.33 (the behaviour
+emulated: ``ipMode`` defaulting, ``kubernetes.io/metadata.name`` labels).
 
 Using it in-process (pytest fixtures in ``conftest.py``)::
 
@@ -1732,6 +1734,15 @@ class ApiServerEmulator(KubernetesEmulator):
                 else:
                     return response
         return None
+
+    async def _serve_server_version(self, request: Request) -> rendering.Payload:
+        """``/version``: the Kubernetes release whose behaviour is emulated (kmock says 1.26)."""
+        return {
+            "major": "1",
+            "minor": "33",
+            "gitVersion": "v1.33.0-metallb-core-emulator",
+            "platform": "linux/amd64",
+        }
 
     # kmock's fallbacks serve its own object store; everything they could match is routed to
     # _emulate, so whatever reaches them is not a resource this server knows.

@@ -879,6 +879,11 @@ async def test_l2advertisement_is_served(
     assert stored["spec"]["interfaces"] == ["eth0"]
 
 
+async def test_version_is_the_emulated_release(raw: httpx2.AsyncClient) -> None:
+    version = (await raw.get("/version")).json()
+    assert (version["major"], version["minor"]) == ("1", "33")
+
+
 async def test_a_created_crd_is_served_at_once(raw: httpx2.AsyncClient) -> None:
     crd = {
         "apiVersion": "apiextensions.k8s.io/v1",
