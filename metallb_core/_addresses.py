@@ -65,6 +65,17 @@ def parse_ip(text: str) -> IPAddress | None:
         return None
 
 
+def parse_go_ip(text: str) -> IPAddress | None:
+    """An address as Go's ``net.ParseIP`` sees it: an IPv4-mapped IPv6 address is IPv4.
+
+    This is how MetalLB reads requested IPs and ClusterIPs: ``::ffff:10.0.0.1`` is 10.0.0.1.
+    """
+    ip = parse_ip(text)
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def parse_cidr(text: str) -> IPNetwork | None:
     """A CIDR with Go's ``net.ParseCIDR`` rules, host bits masked, or ``None``.
 

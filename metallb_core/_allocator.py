@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-from metallb_core._addresses import V6_OFFSET, IPAddress, address_of, key_of
+from metallb_core._addresses import V6_OFFSET, IPAddress, address_of, key_of, parse_go_ip
 from metallb_core._config import Config, Pool
 from metallb_core._index import ConfigIndex, _Span
 from metallb_core._outcomes import (
@@ -43,10 +43,10 @@ def family_of(ips: Sequence[str]) -> str:
     """``ipv4``, ``ipv6`` or ``dual`` for 1-2 addresses; ``ValueError`` with MetalLB's text."""
     if len(ips) not in (1, 2):
         raise ValueError(f"IPFamilyForAddresses: invalid ips length {len(ips)} {go_quote(ips)}")
-    try:
-        versions = [ipaddress.ip_address(ip).version for ip in ips]
-    except ValueError:
-        raise ValueError(f"IPFamilyForAddresses: Invalid address {go_quote(ips)}") from None
+    parsed = [parse_go_ip(ip) for ip in ips]
+    if None in parsed:
+        raise ValueError(f"IPFamilyForAddresses: Invalid address {go_quote(ips)}")
+    versions = [ip.version for ip in parsed if ip is not None]
     if len(versions) == 2:
         if versions[0] == versions[1]:
             raise ValueError(f"IPFamilyForAddresses: same address family {go_quote(ips)}")
@@ -259,7 +259,7 @@ def allocate_from_pool(state: State, req: ServiceRequest, name: str) -> Outcome:
 
 def allocate_requested(state: State, req: ServiceRequest) -> Outcome:
     """Explicitly requested IPs (§11.4 step 4): family check, Assign, pool check."""
-    ips = [ipaddress.ip_address(ip) for ip in req.requested_ips]
+    ips = [ipaddress.ip_address(ip) for ip in req.requested_ips]  # canonical, validated
     try:
         family = family_of(req.requested_ips)
     except ValueError as err:

@@ -21,6 +21,7 @@ from metallb_core._service import (
     ADDRESS_POOL,
     ALLOCATED_FROM_POOL,
     DEPRECATED,
+    _go_list,
     annotation,
     cluster_ips,
     desired_ips,
@@ -76,11 +77,6 @@ def is_ours(service: Mapping[str, Any], lb_class: str | None) -> bool:
     """Whether a controller running with ``--lb-class lb_class`` handles this Service."""
     cls = (service.get("spec") or {}).get("loadBalancerClass") or None
     return cls == lb_class
-
-
-def _go_list(items: Iterable[str]) -> str:
-    """A string list as Go's ``%v`` prints it: ``[a b]``."""
-    return "[" + " ".join(items) + "]"
 
 
 class _Step:

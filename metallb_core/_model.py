@@ -8,15 +8,19 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, ValidationError
 from pydantic_core import core_schema
 
+from metallb_core._errors import ConfigError, InvalidService
+
 
 def describe_validation_error(err: ValidationError, what: str) -> str:
     """One line naming the field, the value and what is wrong, from pydantic's first error."""
     first = err.errors(include_url=False)[0]
     ctx_error = first.get("ctx", {}).get("error")
-    if isinstance(ctx_error, ValueError) and not isinstance(ctx_error, ValidationError):
-        return str(ctx_error)
-    field = ".".join(str(p) for p in first["loc"]) or "(input)"
-    return f"{what}: field {field!r}: {first['msg']} (got {first['input']!r})"
+    if isinstance(ctx_error, (ConfigError, InvalidService)):
+        return str(ctx_error)  # our own message, already naming what is wrong
+    # Drop pydantic's internal steps ("function-after[...]") from the field path.
+    field = ".".join(str(p) for p in first["loc"] if "[" not in str(p)) or "(input)"
+    message = str(ctx_error) if isinstance(ctx_error, ValueError) else first["msg"]
+    return f"{what}: field {field!r}: {message} (got {first['input']!r})"
 
 
 class Model(BaseModel):
@@ -88,13 +92,19 @@ class FrozenMap(Mapping[str, str]):
     def __get_pydantic_core_schema__(
         cls, source: type[Any], handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        from_dict = core_schema.no_info_after_validator_function(
-            cls, handler.generate_schema(dict[str, str])
-        )
-        return core_schema.json_or_python_schema(
-            json_schema=from_dict,
-            python_schema=core_schema.union_schema(
-                [core_schema.is_instance_schema(cls), from_dict]
-            ),
+        return core_schema.no_info_plain_validator_function(
+            cls._coerce,
             serialization=core_schema.plain_serializer_function_ser_schema(dict),
         )
+
+    @classmethod
+    def _coerce(cls, value: object) -> FrozenMap:
+        if isinstance(value, FrozenMap):
+            return value
+        if value is None:
+            return cls()
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ValueError("expected a mapping of strings to strings")
+        return cls(value)

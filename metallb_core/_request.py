@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from metallb_core._addresses import parse_ip
+from metallb_core._addresses import parse_go_ip
 from metallb_core._errors import InvalidService
 from metallb_core._model import FrozenMap, Model
 
@@ -77,7 +77,7 @@ class ServiceRequest(Model):
             return value
         out = []
         for item in value:
-            ip = parse_ip(str(item).strip())
+            ip = parse_go_ip(str(item).strip())
             if ip is None:
                 raise InvalidService(f'invalid requested IP "{item}"')
             out.append(str(ip))

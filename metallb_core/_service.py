@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from metallb_core._addresses import parse_ip
+from metallb_core._addresses import parse_go_ip
 from metallb_core._allocator import family_of
 from metallb_core._errors import InvalidService
 from metallb_core._request import Port, ServiceRequest
@@ -21,6 +21,11 @@ LOADBALANCER_IPS = "loadBalancerIPs"
 ALLOW_SHARED_IP = "allow-shared-ip"
 ALLOCATED_FROM_POOL = "metallb.io/ip-allocated-from-pool"
 _POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
+
+
+def _go_list(items: Sequence[object]) -> str:
+    """A list as Go's ``%v`` prints it: ``[a b]``."""
+    return "[" + " ".join(str(i) for i in items) + "]"
 
 
 def _meta(service: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -66,6 +71,12 @@ def cluster_ips(service: Mapping[str, Any]) -> list[str]:
 def service_family(service: Mapping[str, Any]) -> str:
     """``ipv4``, ``ipv6`` or ``dual`` from the ClusterIPs; ``InvalidService`` otherwise."""
     ips = cluster_ips(service)
+    if not ips:
+        spec = _spec(service)
+        raise InvalidService(
+            f"invalid ClusterIPs [{_go_list(spec.get('clusterIPs') or [])}] "
+            f"[{spec.get('clusterIP') or ''}], can't determine family"
+        )
     try:
         return family_of(ips)
     except ValueError as err:
@@ -111,7 +122,7 @@ def desired_ips(service: Mapping[str, Any]) -> list[str]:
     if raw:
         out = []
         for item in raw.split(","):
-            ip = parse_ip(item.strip())
+            ip = parse_go_ip(item.strip())
             if ip is None:
                 raise InvalidService(f'invalid metallb.io/loadBalancerIPs: "{raw}"')
             out.append(str(ip))
@@ -121,7 +132,7 @@ def desired_ips(service: Mapping[str, Any]) -> list[str]:
             raise InvalidService(str(err)) from None
         return out
     if single:
-        ip = parse_ip(str(single))
+        ip = parse_go_ip(str(single))
         if ip is None:
             raise InvalidService(f'invalid spec.loadBalancerIP "{single}"')
         return [str(ip)]
