@@ -309,9 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ]
                 lines.append(row(f"IPv{family}, no announcement (baseline)", results, note))
             else:
-                lines.append(
-                    f"| IPv{family}, no announcement (bounded)  | 0 | - | - | - | - | - | {note}"
-                )
+                label = f"IPv{family}, no announcement (not run)"
+                dashes = "|        - |      - |      - |        - | -"
+                lines.append(f"| {label:<34} |    0 {dashes} | {note}")
             print(lines[-1], file=sys.stderr, flush=True)
     finally:
         destroy()

@@ -156,7 +156,8 @@ class L2Announcer:
     ``announce_on_takeover=False`` sends no rounds at all (answers only); it exists to
     measure what announcements are worth, not for production.
 
-    Needs CAP_NET_RAW. Every method may be called from any thread.
+    Needs CAP_NET_RAW. Every method may be called from any thread. The sockets live in the
+    network namespace of the thread that first announces on an interface.
 
     >>> announcer = L2Announcer(refresh=60.0)  # opens nothing until the first announce
     >>> announcer.counters()
@@ -265,6 +266,10 @@ conflicts=0, send_errors=0)
                 self._retired += responder.counters
                 responder.close()
             self._responders.clear()
+            for sock in self._to_unregister:
+                sock.close()
+            self._to_unregister.clear()
+            self._to_register.clear()
             for fd in (self._wake_r, self._wake_w):
                 if fd >= 0:
                     os.close(fd)

@@ -9,7 +9,8 @@ The order of the checks, for ARP and NDP alike:
 
 1. our own transmission echoed back (``PACKET_OUTGOING``) -> ``outgoing copy``;
 2. cannot be decoded, or fails RFC 4861 validation (checksum, code, hop limit 255,
-   a multicast solicitation without a Source link-layer option) -> ``malformed``;
+   a multicast solicitation without a Source link-layer option, a solicitation from ``::``
+   with one) -> ``malformed``;
 3. sent from one of our own MACs -> ``own frame``;
 4. another MAC claims an address we announce on this interface (a gratuitous ARP, an ARP
    reply, or a Neighbor Advertisement for it) -> ``conflict``, which the shell logs;
