@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,22 +84,31 @@ def test_curl_reaches_the_server_through_the_announced_address(lab: Lab, vip: IP
 
 @FAMILIES
 def test_kernel_unicast_reachability_probe_is_answered(lab: Lab, vip: IPAddress) -> None:
-    """A STALE entry goes DELAY, then PROBE with unicast requests only (no broadcast
-    resolution before FAILED): REACHABLE again proves the unicast probe was answered."""
+    """A STALE entry that is used goes DELAY, then PROBE with unicast requests only (no
+    broadcast resolution before FAILED). One UDP datagram uses it without confirming it
+    (TCP would confirm it and skip the probe), and the announcer sends no announcement
+    (which would make it STALE again), so REACHABLE proves the unicast probe was answered."""
     family = "ipv4" if vip.version == 4 else "ipv6"
     key = f"net.{family}.neigh.{IFACE}.delay_first_probe_time"
     l2lab.in_ns(CLIENT_NS, "sysctl", "-qw", f"{key}=1")
+    with l2lab.entered(N1):
+        announcer = L2Announcer(announce_on_takeover=False)
+        announcer.announce(vip, IFACE)
     try:
-        lab.announcer(N1, vip)
         l2lab.in_ns(
             CLIENT_NS, "ip", "neigh", "replace", str(vip), "lladdr", NODE_MAC[N1],
             "dev", IFACE, "nud", "stale",
         )  # fmt: skip
-        assert lab.curl(vip).stdout == N1
+        with l2lab.entered(CLIENT_NS):
+            family_constant = socket.AF_INET if vip.version == 4 else socket.AF_INET6
+            with socket.socket(family_constant, socket.SOCK_DGRAM) as udp:
+                udp.sendto(b"ping", (str(vip), 9))
+        assert lab.neighbour(vip)[1] == "DELAY"
         l2lab.wait_for(lambda: lab.neighbour(vip)[1] != "DELAY", 5.0, "the end of DELAY")
         l2lab.wait_for(lambda: lab.neighbour(vip)[1] != "PROBE", 5.0, "the end of PROBE")
         assert lab.neighbour(vip) == (NODE_MAC[N1], "REACHABLE")
     finally:
+        announcer.close()
         l2lab.in_ns(CLIENT_NS, "sysctl", "-qw", f"{key}=5")
 
 

@@ -143,7 +143,7 @@ def test_first_round_is_on_the_wire_when_announce_returns(
     announcer = make()
     announcer.announce(VIP4, IFACE)
     announcer.announce(VIP6, IFACE)
-    received = client.listen(0.05)
+    received = client.listen(0.2)  # the next round is 1.1 s away
     [arp] = gratuitous_arps(received, VIP4)
     [na] = unsolicited_nas(received, VIP6)
     assert (arp.eth_dst, arp.sender_mac) == (frames.BROADCAST_MAC, our_mac())
@@ -154,17 +154,17 @@ def test_unsolicited_na_comes_from_the_link_local_address(
     make: type[L2Announcer], client: l2lab.WireClient
 ) -> None:
     make().announce(VIP6, IFACE)
-    [na] = unsolicited_nas(client.listen(0.05), VIP6)
+    [na] = unsolicited_nas(client.listen(0.2), VIP6)
     assert na.src.is_link_local
 
 
 def test_rounds_repeat_every_interval_until_the_window_ends(
     make: type[L2Announcer], client: l2lab.WireClient
 ) -> None:
-    announcer = make(interval=0.1, window=0.35)
+    announcer = make(interval=0.2, window=0.7)  # rounds at 0, 0.2, 0.4 and 0.6 s
     announcer.announce(VIP4, IFACE)
     announcer.announce(VIP6, IFACE)
-    received = client.listen(0.8)
+    received = client.listen(1.2)
     assert (len(gratuitous_arps(received, VIP4)), len(unsolicited_nas(received, VIP6))) == (4, 4)
 
 
@@ -187,7 +187,7 @@ def test_without_takeover_announcements_it_only_answers(
     make: type[L2Announcer], client: l2lab.WireClient
 ) -> None:
     make(announce_on_takeover=False).announce(VIP4, IFACE)
-    assert gratuitous_arps(client.listen(0.05), VIP4) == []
+    assert gratuitous_arps(client.listen(0.2), VIP4) == []
     assert client.who_has(VIP4) == our_mac()
 
 
