@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from metallb_core._config import Config
-from metallb_core._converge import Convergence, converge_all
+from metallb_core._converge import Convergence, converge_all, is_ours
 from metallb_core._errors import ConfigError, InvalidService
 from metallb_core._explain import explain
 from metallb_core._parse import parse_configmap, parse_resources
@@ -247,13 +247,26 @@ def print_plan(result: list[dict[str, Any]], stream: TextIO) -> None:
 # -- explain and validate ---------------------------------------------------------------------
 
 
-def print_explain(config: Config, services: list[dict[str, Any]], key: str, out: TextIO) -> int:
+def print_explain(
+    config: Config,
+    services: list[dict[str, Any]],
+    key: str,
+    lb_class: str | None,
+    out: TextIO,
+) -> int:
     target = next((s for s in services if service_key(s) == key), None)
     if target is None:
         raise FileProblem(key, "no such Service in the SERVICES file")
-    state, results = converge_all(State.empty(config), services)
+    state, results = converge_all(State.empty(config), services, lb_class=lb_class)
     conv = results[key]
     out.write(f"Service {key}\n")
+    if not is_ours(target, lb_class):
+        theirs = (target.get("spec") or {}).get("loadBalancerClass")
+        mine = f"class {lb_class}" if lb_class else "no loadBalancerClass"
+        out.write(
+            f"  loadBalancerClass {theirs or '(none)'}: not handled by a controller for {mine}\n"
+        )
+        return 0
     try:
         request = request_from_service(target)
     except InvalidService as err:
@@ -323,6 +336,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("config")
     e.add_argument("services")
     e.add_argument("service", metavar="NAMESPACE/NAME")
+    e.add_argument("--lb-class", default=None, help="as the controller's --lb-class")
     v = sub.add_parser("validate", help="check a config, and what it would change")
     v.add_argument("config")
     v.add_argument("--services", default=None)
@@ -352,7 +366,8 @@ def run(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
             return 0
         if args.command == "explain":
             config = _config_or_problem(args.config)
-            return print_explain(config, load_services(args.services), args.service, out)
+            services = load_services(args.services)
+            return print_explain(config, services, args.service, args.lb_class, out)
         return validate(args.config, args.services, out)
     except FileProblem as problem:
         err.write(f"metallb-core: {problem}\n")

@@ -93,6 +93,20 @@ class _Step:
         self.state = self.state._without(self.key)
 
     def done(self, ingress: tuple[str, ...] | None, pool: str | None) -> Convergence:
+        """The result; when it changes what the Service holds, the write that follows carries
+        MetalLB's ``deprecatedAnnotation`` warnings, errors or not (``SetBalancer`` writes
+        whatever changed and warns on every write)."""
+        if ingress is not None:
+            notes = service_annotations(self.service)
+            changed = ingress != tuple(ingress_ips(self.service)) or pool != notes.get(
+                ALLOCATED_FROM_POOL
+            )
+            if changed:
+                self.events.extend(
+                    _warning("deprecatedAnnotation", f"Service uses deprecated annotation {name}")
+                    for name in sorted(notes)
+                    if name.startswith(DEPRECATED)
+                )
         return Convergence(key=self.key, ingress=ingress, pool=pool, events=tuple(self.events))
 
     def unchanged(self) -> Convergence:
@@ -238,13 +252,6 @@ def _converge(
     final = step.state.allocation(key)
     assert final is not None
     ingress = tuple(str(ip) for ip in final.ips)
-    notes = service_annotations(service)
-    if ingress != tuple(ingress_ips(service)) or final.pool != notes.get(ALLOCATED_FROM_POOL):
-        for name in sorted(notes):
-            if name.startswith(DEPRECATED):
-                step.events.append(
-                    _warning("deprecatedAnnotation", f"Service uses deprecated annotation {name}")
-                )
     return step.state, step.done(ingress, final.pool), step.cleared_by
 
 

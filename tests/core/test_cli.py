@@ -227,3 +227,18 @@ def test_module_entry_point_never_prints_a_traceback_for_a_bad_file() -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr == "metallb-core: /nonexistent: No such file or directory\n"
+
+
+def test_explain_says_a_service_of_another_class_is_not_handled(tmp_path: Path) -> None:
+    services = tmp_path / "svc.yaml"
+    services.write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {namespace: web, name: www}\n"
+        "spec: {type: LoadBalancer, clusterIP: 10.96.0.3, loadBalancerClass: other,"
+        " ports: [{port: 80}]}\n"
+    )
+    code, out, _ = cli("explain", CONFIG, str(services), "web/www")
+    assert code == 0
+    assert "loadBalancerClass other: not handled by a controller for no loadBalancerClass" in out
+    assert "result" not in out
+    code, out, _ = cli("explain", CONFIG, str(services), "web/www", "--lb-class", "other")
+    assert "result: 10.206.65.234 from pool default" in out
