@@ -14,6 +14,12 @@ the decisions of ``CORE_API.md``:
   ``no available IPs in pool <name>`` (decision 2);
 * requested IPs keep the order given (decision 7);
 * reload drops what no pool owns any more and moves the rest to their owning pool (decision 5);
+* "a key that already holds an allocation keeps it when still valid": with a requested pool
+  it is not in, the key gets a new allocation from that pool (MetalLB's allocator would hand
+  back the held addresses and leave the move to the controller); requested IPs always win,
+  as in MetalLB's Assign; without either, the held addresses are kept whatever the request's
+  family (MetalLB's ``Allocate`` does not look at the family of what is held);
+* requested IPs of another family than the Service's are a ``FamilyMismatch``;
 * ``exclude``d addresses are treated like buggy ones: never offered, never owned.
 
 Scope and known simplifications (the stateful test stays inside them):
@@ -413,7 +419,7 @@ class NaiveAllocator:
         ips = [ipaddress.ip_address(text.strip()) for text in request.requested_ips]
         if family_of_list(ips) != request.family:
             return self, ModelError(
-                "InvalidRequest",
+                "FamilyMismatch",
                 f"requested loadBalancer IP(s) {go_quote_list(ips)} "
                 "does not match the ipFamily of the service",
             )
@@ -468,7 +474,12 @@ class NaiveAllocator:
                     "FamilyMismatch",
                     f"IP for wrong family assigned alloc {held} service family {request.family}",
                 )
-            return self._assign(request, existing.ips)
+            if existing.pool == pool_name:
+                return self._assign(request, existing.ips)
+            # Held elsewhere: a new allocation from the requested pool, as if the key held
+            # nothing; on failure the key keeps what it had.
+            moved, outcome = self.release(request.key)._allocate_from_pool(request, pool_name)
+            return (self, outcome) if isinstance(outcome, ModelError) else (moved, outcome)
         pool = self.pool_named(pool_name)
         if pool is None:
             return self, ModelError("UnknownPool", f'unknown pool "{pool_name}"')

@@ -370,3 +370,56 @@ def test_usage_counts_a_shared_address_once_and_skips_buggy_and_excluded() -> No
     model, _ = model.allocate(request("ns/c", family="ipv6"))
     # 8 IPv4 addresses minus .0 (buggy) and .7 (excluded); 4 IPv6 addresses.
     assert model.usage() == {"p": ModelUsage(1, 1, 5, 3)}
+
+
+def test_requested_pool_the_key_is_not_in_moves_it() -> None:
+    pools = [ModelPool("a", ("10.0.0.0/30",)), ModelPool("b", ("10.0.1.0/30",))]
+    model = NaiveAllocator.empty(pools)
+    model, _ = model.allocate(request("ns/a"))
+    model, moved = model.allocate(request("ns/a", requested_pool="b"))
+    assert isinstance(moved, ModelAllocation)
+    assert (ips_of(moved), moved.pool) == (["10.0.1.0"], "b")
+    assert model.holders(ip_address("10.0.0.0")) == []
+
+
+def test_failed_move_keeps_what_the_key_held() -> None:
+    pools = [ModelPool("a", ("10.0.0.0/30",)), ModelPool("b", ("10.0.1.0/32",))]
+    model = NaiveAllocator.empty(pools)
+    model, _ = model.allocate(request("ns/b", requested_pool="b"))
+    model, held = model.allocate(request("ns/a"))
+    after, outcome = model.allocate(request("ns/a", requested_pool="b"))
+    assert outcome == ModelError("NoAvailableIPs", "no available IPs in pool b")
+    assert after.allocations["ns/a"] == held
+
+
+def test_requested_pool_with_the_held_family_changed_is_a_family_mismatch() -> None:
+    model = NaiveAllocator.empty([ModelPool("d", ("10.0.0.0/30", "2001:db8::/126"))])
+    model, _ = model.allocate(request("ns/a", requested_pool="d"))
+    _, outcome = model.allocate(
+        request("ns/a", family="ipv6", primary_family="ipv6", requested_pool="d")
+    )
+    assert outcome == ModelError(
+        "FamilyMismatch", "IP for wrong family assigned alloc ipv4 service family ipv6"
+    )
+
+
+def test_requested_ips_of_another_family_are_a_family_mismatch() -> None:
+    model = NaiveAllocator.empty([ModelPool("d", ("10.0.0.0/30", "2001:db8::/126"))])
+    _, outcome = model.allocate(request("ns/a", family="ipv6", requested_ips=("10.0.0.1",)))
+    assert outcome == ModelError(
+        "FamilyMismatch",
+        'requested loadBalancer IP(s) ["10.0.0.1"] does not match the ipFamily of the service',
+    )
+
+
+def test_requested_ips_outside_the_requested_pool_are_refused() -> None:
+    pools = [ModelPool("a", ("10.0.0.0/30",)), ModelPool("b", ("10.0.1.0/30",))]
+    model = NaiveAllocator.empty(pools)
+    after, outcome = model.allocate(
+        request("ns/a", requested_ips=("10.0.0.1",), requested_pool="b")
+    )
+    assert outcome == ModelError(
+        "InvalidRequest",
+        'requested loadBalancer IP(s) ["10.0.0.1"] is not compatible with requested address pool b',
+    )
+    assert after is model
