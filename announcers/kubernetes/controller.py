@@ -1,0 +1,780 @@
+"""The controller: MetalLB's allocation against a Kubernetes API server.
+
+A thin shell around :func:`metallb_core.converge_all`: it reads (lists and watches), converts
+(:mod:`~announcers.kubernetes.convert`), asks the core, and writes what the core decided
+(:mod:`~announcers.kubernetes.status`). It decides nothing about addresses.
+
+How it runs
+===========
+* **Start-up.** List every Service and the configuration objects (``IPAddressPool``,
+  ``L2Advertisement`` and ``Namespace`` objects, or the v0.10 ``config`` ConfigMap), put the
+  configuration in force, and converge *every* Service in one :func:`~metallb_core.converge_all`
+  pass from an empty state before handling any single change. Services whose status holds
+  addresses are restored first, so a restart moves no address and writes nothing when
+  nothing changed.
+* **Rounds.** Then changes (Service events, configuration events, deletions) are gathered
+  and handled in rounds: each round converges the Services concerned with
+  ``converge_all(state, services)`` and writes the outcome. A configuration change
+  (``reload``) converges every Service; a deletion that frees an address, or a round that
+  frees one, converges the Services still waiting for one, at once.
+* **Writes, and when the new state is adopted.** The state is an immutable value: a round
+  computes a new one, and the controller adopts it only for what it managed to write.
+  Writes that *free or move* addresses (a status that held addresses and now holds others or
+  none) go first; only when they have all succeeded do the writes that merely *give*
+  addresses to Services holding none go out, concurrently. If a freeing write fails, the
+  round adopts nothing and is retried (a pending Service can never be handed an address the
+  API server still shows on another Service). A failed giving write is undone from the new
+  state (:func:`metallb_core.release` of that Service, which held nothing before) and retried.
+  A status write carries the Service's ``resourceVersion``: on 409 the Service is read again
+  and converged again at once. The annotation and the Events follow a successful status write.
+* **Failures.** An API server that is unreachable or answers 5xx is retried with capped
+  backoff; nothing is ever cleared because a request failed (only a successful list or
+  watch can say a Service is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import metallb_core as core
+from announcers.kubernetes.client import (
+    CONFIG_MAP,
+    IP_ADDRESS_POOL,
+    L2_ADVERTISEMENT,
+    NAMESPACE,
+    SERVICE,
+    Conflict,
+    JsonDict,
+    Kind,
+    KubeApi,
+    KubeError,
+    NotFound,
+    Unavailable,
+)
+from announcers.kubernetes.convert import (
+    CONFIGMAP_NAME,
+    ConfigReading,
+    Source,
+    object_key,
+    read_config,
+    wants_address,
+)
+from announcers.kubernetes.events import EventSender
+from announcers.kubernetes.informer import Backoff, ChangeType, Informer, uid
+from announcers.kubernetes.leader import LeaderElector, LeaderTiming, sleep_or_stop
+from announcers.kubernetes.logs import log_event
+from announcers.kubernetes.metrics import Metrics
+from announcers.kubernetes.status import (
+    EventBook,
+    annotation_patch,
+    pool_status_patch,
+    reference,
+    status_patch,
+    takes_addresses,
+)
+
+_log = logging.getLogger("announcers.kubernetes.controller")
+
+#: Reasons of the Warning events about the configuration (MetalLB only logs these).
+CONFIG_INVALID = "InvalidConfiguration"
+CONFIGMAP_IGNORED = "ConfigMapIgnored"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How a controller runs (the CLI sets ``namespace``, ``lb_class`` and ``identity``)."""
+
+    namespace: str = "metallb-system"
+    lb_class: str | None = None
+    identity: str = "metallb-core-controller"
+    #: Status writes in flight at once (giving writes only; freeing writes too, see above).
+    write_concurrency: int = 16
+    backoff_initial: float = 0.25
+    backoff_cap: float = 3.2
+    #: ``timeoutSeconds`` of each watch request (the watch is then resumed).
+    watch_timeout: int = 300
+    leader: LeaderTiming = dataclasses.field(default_factory=LeaderTiming)
+    #: Rounds of more Services than this converge in a worker thread, so the event loop
+    #: (watches, Lease renewals) keeps running meanwhile.
+    thread_threshold: int = 256
+    #: Consecutive 409s on one Service before its retries back off too.
+    conflict_limit: int = 5
+
+
+@dataclasses.dataclass
+class _Plan:
+    key: str
+    service: JsonDict
+    outcome: core.Convergence
+    status: JsonDict | None
+    annotation: JsonDict | None
+    gives: bool  # gives addresses to a Service that held none
+
+
+@dataclasses.dataclass
+class _Result:
+    status_ok: bool = False
+    annotation_ok: bool = False
+    error: KubeError | None = None
+    skipped: bool = False
+
+
+class Controller:
+    """One leadership term of the controller (see the module docstring).
+
+    ``await run(stop)`` lists, converges everything, then handles changes until ``stop`` is
+    set; it returns after the round in progress. Only run it while holding the Lease
+    (:func:`run` does that).
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        settings: Settings | None = None,
+        *,
+        metrics: Metrics | None = None,
+        events: EventSender | None = None,
+    ) -> None:
+        self.api = api
+        self.settings = s = settings or Settings()
+        self.metrics = metrics or Metrics()
+        self.events = events or EventSender(api, EventBook(instance=s.identity))
+        self._owns_events = events is None
+
+        def backoff() -> Backoff:
+            return Backoff(initial=s.backoff_initial, cap=s.backoff_cap)
+
+        def informer(kind: Kind, handler: Any, **kwargs: Any) -> Informer:
+            return Informer(
+                api, kind, handler, backoff=backoff(), watch_timeout=s.watch_timeout, **kwargs
+            )
+
+        ns = s.namespace
+        self.services = informer(SERVICE, self._service_changed)
+        self.pools = informer(IP_ADDRESS_POOL, self._config_changed, namespace=ns)
+        self.advertisements = informer(L2_ADVERTISEMENT, self._config_changed, namespace=ns)
+        self.namespaces = informer(NAMESPACE, self._config_changed)
+        self.configmaps = informer(
+            CONFIG_MAP, self._config_changed, namespace=ns, fields={"metadata.name": "config"}
+        )
+        self.informers = (
+            self.services,
+            self.pools,
+            self.advertisements,
+            self.namespaces,
+            self.configmaps,
+        )
+        #: The allocator state in force (None until a configuration is).
+        self.state: core.State | None = None
+        self.source: Source = "none"
+        #: Set once every Service has been converged after start-up.
+        self.synced = asyncio.Event()
+        self._dirty: dict[str, None] = {}
+        self._deleted: dict[str, JsonDict] = {}
+        self._all = True
+        self._waiting_ones = False
+        self._config_dirty = True
+        self._wake = asyncio.Event()
+        self._retry: set[str] = set()
+        self._retry_at: float | None = None
+        self._backoff = backoff()
+        self._conflicts: dict[str, int] = {}
+        self._waiting: set[str] = set()  # LoadBalancer Services left without an address
+        self._busy = False
+        self._said: dict[str, object] = {}  # last configuration complaint per topic
+        self._pool_wake = asyncio.Event()
+        self._pool_backoff = backoff()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- change notifications (called by the informers, on the event loop) ------------------
+
+    def _service_changed(
+        self, change: ChangeType, key: str, new: JsonDict | None, old: JsonDict | None
+    ) -> None:
+        self.metrics.updates.inc()
+        if change == "DELETED":
+            assert old is not None
+            self._deleted.setdefault(key, old)
+            self._dirty.pop(key, None)
+        else:
+            if old is not None and new is not None and uid(old) != uid(new):
+                self._deleted.setdefault(key, old)  # deleted and created again meanwhile
+            self._dirty[key] = None
+        self._wake.set()
+
+    def _config_changed(
+        self, change: ChangeType, key: str, new: JsonDict | None, old: JsonDict | None
+    ) -> None:
+        self.metrics.updates.inc()
+        self._config_dirty = True
+        self._wake.set()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set (returns after the current round) or cancelled."""
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            listed: asyncio.Future[list[None]] = asyncio.gather(
+                *(informer.sync() for informer in self.informers)
+            )
+            stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([listed, stopping], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not listed.done():
+                listed.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listed
+                return
+            listed.result()
+            log_event(
+                _log,
+                logging.INFO,
+                "listed",
+                services=len(self.services.objects),
+                pools=len(self.pools.objects),
+                advertisements=len(self.advertisements.objects),
+                namespaces=len(self.namespaces.objects),
+                configmap=bool(self.configmaps.objects),
+            )
+            tasks = [asyncio.create_task(informer.run()) for informer in self.informers]
+            tasks.append(asyncio.create_task(self._write_pool_statuses()))
+            if self._owns_events:
+                tasks.append(asyncio.create_task(self.events.run()))
+            while not stop.is_set():
+                await self._step(stop)
+                if not self.synced.is_set():
+                    self.synced.set()
+                    log_event(
+                        _log,
+                        logging.INFO,
+                        "synced",
+                        configured=self.state is not None,
+                        allocations=0 if self.state is None else len(self.state.allocations),
+                    )
+                await self._wait(stop)
+        finally:
+            tasks.extend(self._tasks)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def _has_work(self) -> bool:
+        return bool(
+            self._dirty or self._deleted or self._all or self._waiting_ones or self._config_dirty
+        )
+
+    @property
+    def settled(self) -> bool:
+        """Nothing to do and nothing to retry (the state matches every Service's status)."""
+        return self.synced.is_set() and not (self._busy or self._has_work() or self._retry)
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set() and not self._has_work():
+            timeout: float | None = None
+            if self._retry_at is not None:
+                timeout = self._retry_at - loop.time()
+                if timeout <= 0:
+                    self._dirty.update(dict.fromkeys(sorted(self._retry)))
+                    self._retry.clear()
+                    self._retry_at = None
+                    return
+            self._wake.clear()
+            waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+            _, pending = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in pending:
+                waiter.cancel()
+        # Let a burst of watch events land before the round takes its keys.
+        await asyncio.sleep(0)
+
+    async def _step(self, stop: asyncio.Event) -> None:
+        self._busy = True
+        try:
+            if self._config_dirty:
+                self._config_dirty = False
+                self._apply_config()
+            if self.state is None:
+                # Nothing configures allocation yet: everything is converged when it is.
+                self._dirty.clear()
+                self._deleted.clear()
+                self._waiting_ones = False
+                return
+            self._forget_deleted()
+            if self._all:
+                keys = list(self.services.objects)
+                self._all = False
+                self._dirty.clear()
+            else:
+                keys = list(self._dirty)
+                self._dirty.clear()
+            if self._waiting_ones:
+                self._waiting_ones = False
+                chosen = set(keys)
+                keys += sorted(k for k in self._waiting if k not in chosen)
+            if keys:
+                await self._round(keys, stop)
+        finally:
+            self._busy = False
+
+    def _forget_deleted(self) -> None:
+        assert self.state is not None
+        for key, old in self._deleted.items():
+            held = self.state.allocation(key)
+            self.state = core.release(self.state, key)
+            if key not in self.services.objects:
+                self._waiting.discard(key)
+                self._retry.discard(key)
+                self._conflicts.pop(key, None)
+            if held is not None:
+                log_event(
+                    _log,
+                    logging.INFO,
+                    "service deleted, addresses freed",
+                    service=key,
+                    ips=[str(ip) for ip in held.ips],
+                    uid=uid(old),
+                )
+                self._waiting_ones = True
+        if self._deleted:
+            self._state_changed()
+        self._deleted.clear()
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def _apply_config(self) -> None:
+        configmap = self.configmaps.objects.get(f"{self.settings.namespace}/{CONFIGMAP_NAME}")
+        reading = read_config(
+            self.pools.objects.values(),
+            self.advertisements.objects.values(),
+            self.namespaces.objects.values(),
+            configmap,
+            previous=self.source,
+        )
+        self._complain_ignored(reading)
+        if reading.error is not None:
+            self.metrics.config_stale.set(1)
+            self._complain_invalid(reading)
+            return
+        self._said.pop("invalid", None)
+        if reading.config is None:
+            if self.state is not None:
+                self.metrics.config_stale.set(1)
+                if self._said.get("missing") != self.source:
+                    self._said["missing"] = self.source
+                    log_event(
+                        _log,
+                        logging.ERROR,
+                        "configuration is missing, keeping the last one in force",
+                        namespace=self.settings.namespace,
+                    )
+            return
+        self._said.pop("missing", None)
+        self.metrics.config_stale.set(0)
+        self.metrics.config_loaded.set(1)
+        self.source = reading.source
+        pools = [p.name for p in reading.config.pools]
+        if self.state is None:
+            self.state = core.State.empty(reading.config)
+            self._all = True
+            log_event(_log, logging.INFO, "configuration loaded", source=self.source, pools=pools)
+        elif reading.config != self.state.config:
+            self.state, dropped = core.reload(self.state, reading.config)
+            self._all = True
+            log_event(
+                _log,
+                logging.INFO,
+                "configuration changed, converging every service",
+                source=self.source,
+                pools=pools,
+                dropped={a.key: [str(ip) for ip in a.ips] for a in dropped},
+            )
+        self._state_changed()
+
+    def _config_kind(self, obj: Mapping[str, Any]) -> Kind:
+        if any(obj is o for o in self.pools.objects.values()):
+            return IP_ADDRESS_POOL
+        if any(obj is o for o in self.advertisements.objects.values()):
+            return L2_ADVERTISEMENT
+        return CONFIG_MAP
+
+    def _complain_invalid(self, reading: ConfigReading) -> None:
+        offender = reading.offender
+        kind = self._config_kind(offender) if offender is not None else None
+        meta = (offender or {}).get("metadata") or {}
+        topic = (reading.error, meta.get("uid"), meta.get("resourceVersion"))
+        if self._said.get("invalid") == topic:
+            return
+        self._said["invalid"] = topic
+        log_event(
+            _log,
+            logging.ERROR,
+            "invalid configuration, keeping the last valid one in force",
+            error=reading.error,
+            object=None if kind is None else f"{kind.kind} {object_key(offender or {})}",
+        )
+        if offender is not None and kind is not None:
+            ref = reference(offender, api_version=kind.api_version, kind=kind.kind)
+            message = f"{reading.error}; the last valid configuration stays in force"
+            self.events.emit(
+                ref,
+                core.Event(type="Warning", reason=CONFIG_INVALID, message=message),
+                action="LoadConfiguration",
+            )
+
+    def _complain_ignored(self, reading: ConfigReading) -> None:
+        ignored = reading.ignored
+        if ignored is None:
+            self._said.pop("ignored", None)
+            return
+        meta = ignored.get("metadata") or {}
+        topic = (meta.get("uid"), meta.get("resourceVersion"))
+        if self._said.get("ignored") == topic:
+            return
+        self._said["ignored"] = topic
+        message = (
+            f"IPAddressPool objects exist in namespace {self.settings.namespace}: "
+            f'the v0.10 ConfigMap "{meta.get("name")}" is ignored'
+        )
+        log_event(_log, logging.WARNING, message)
+        ref = reference(ignored, api_version=CONFIG_MAP.api_version, kind=CONFIG_MAP.kind)
+        self.events.emit(
+            ref,
+            core.Event(type="Warning", reason=CONFIGMAP_IGNORED, message=message),
+            action="LoadConfiguration",
+        )
+
+    # -- a round ----------------------------------------------------------------------------
+
+    async def _converge(
+        self, state: core.State, services: list[JsonDict]
+    ) -> tuple[core.State, Mapping[str, core.Convergence]]:
+        lb_class = self.settings.lb_class
+        if len(services) > self.settings.thread_threshold:
+            # The core is pure and its states immutable: safe in another thread.
+            return await asyncio.to_thread(core.converge_all, state, services, lb_class=lb_class)
+        return core.converge_all(state, services, lb_class=lb_class)
+
+    async def _round(self, keys: Iterable[str], stop: asyncio.Event) -> None:
+        before = self.state
+        assert before is not None
+        services = [self.services.objects[k] for k in keys if k in self.services.objects]
+        if not services:
+            return
+        by_key = {object_key(service): service for service in services}
+        after, outcomes = await self._converge(before, services)
+        held = {str(ip) for allocation in before.allocations.values() for ip in allocation.ips}
+        plans: list[_Plan] = []
+        chain: list[_Plan] = []  # in decision order: each may take what an earlier one frees
+        loose: list[_Plan] = []  # depend on no other write
+        for key, outcome in outcomes.items():
+            service = by_key[key]
+            plan = _Plan(
+                key=key,
+                service=service,
+                outcome=outcome,
+                status=status_patch(service, outcome),
+                annotation=annotation_patch(service, outcome),
+                gives=takes_addresses(service, outcome)
+                and before.allocation(key) is None
+                and not held.intersection(outcome.ingress or ()),
+            )
+            plans.append(plan)
+            if plan.status is not None and not plan.gives:
+                chain.append(plan)
+            elif plan.status is not None or plan.annotation is not None:
+                loose.append(plan)
+        chained, loosened = await asyncio.gather(
+            self._write_in_order(chain, stop), self._write_all(loose, stop)
+        )
+        results = {**chained, **loosened}
+        if not all(r.status_ok for r in chained.values()):
+            # Not adopted: the decisions after a failed write in the chain may hand out
+            # addresses the API server still shows on its Service. What was written is
+            # restored from the Services' statuses by the next round.
+            for plan in plans:
+                result = results.get(plan.key)
+                if result is not None and result.status_ok and plan.status is not None:
+                    self._emit(plan)
+            self._failed(list(by_key), results)
+            return
+        adopted = after
+        for plan in loose:
+            if plan.gives and not results[plan.key].status_ok:
+                adopted = core.release(adopted, plan.key)  # undo: it held nothing before
+        self.state = adopted
+        for plan in plans:
+            result = results.get(plan.key)
+            if result is None or result.status_ok:
+                self._emit(plan)
+            if plan.outcome.ingress == () and wants_address(plan.service):
+                self._waiting.add(plan.key)
+            elif plan.outcome.ingress is not None or not wants_address(plan.service):
+                self._waiting.discard(plan.key)
+        failed = {k: r for k, r in results.items() if r.error is not None}
+        if failed:
+            self._failed(list(failed), failed)
+        else:
+            self._backoff.reset()
+        if _freed(before, adopted):
+            self._waiting_ones = True
+        if adopted != before:
+            self._state_changed()
+
+    def _emit(self, plan: _Plan) -> None:
+        if not plan.outcome.events:
+            return
+        service = self.services.objects.get(plan.key, plan.service)
+        ref = reference(service, api_version=SERVICE.api_version, kind=SERVICE.kind)
+        for event in plan.outcome.events:
+            self.events.emit(ref, event)
+
+    async def _write_all(self, plans: list[_Plan], stop: asyncio.Event) -> dict[str, _Result]:
+        if not plans:
+            return {}
+        gate = asyncio.Semaphore(self.settings.write_concurrency)
+
+        async def one(plan: _Plan) -> tuple[str, _Result]:
+            async with gate:
+                if stop.is_set():
+                    return plan.key, _Result(skipped=True)
+                return plan.key, await self._write(plan)
+
+        return dict(await asyncio.gather(*(one(p) for p in plans)))
+
+    async def _write_in_order(self, plans: list[_Plan], stop: asyncio.Event) -> dict[str, _Result]:
+        results: dict[str, _Result] = {}
+        for plan in plans:
+            if stop.is_set() or (results and not all(r.status_ok for r in results.values())):
+                results[plan.key] = _Result(skipped=True)
+                continue
+            results[plan.key] = await self._write(plan)
+        return results
+
+    async def _write(self, plan: _Plan) -> _Result:
+        result = _Result(status_ok=plan.status is None)
+        name = plan.service["metadata"]["name"]
+        namespace = plan.service["metadata"].get("namespace") or "default"
+        try:
+            if plan.status is not None:
+                written = await self.api.patch(
+                    SERVICE, name, plan.status, namespace=namespace, status=True
+                )
+                self.services.observe(written)
+                result.status_ok = True
+                self._conflicts.pop(plan.key, None)
+                log_event(
+                    _log,
+                    logging.INFO,
+                    "status written",
+                    service=plan.key,
+                    ingress=list(plan.outcome.ingress or ()),
+                    pool=plan.outcome.pool,
+                )
+            if plan.annotation is not None:
+                written = await self.api.patch(SERVICE, name, plan.annotation, namespace=namespace)
+                self.services.observe(written)
+            result.annotation_ok = True
+        except KubeError as error:
+            result.error = error
+            self.metrics.update_errors.inc()
+        return result
+
+    def _failed(self, keys: list[str], results: Mapping[str, _Result]) -> None:
+        """Schedule the keys of a failed round: at once after conflicts, else after a backoff.
+
+        A Service whose write met a 409 is read again first (:meth:`_reread` queues it).
+        """
+        errors: dict[str, KubeError] = {}
+        for key, result in results.items():
+            error = result.error
+            if error is None:
+                continue
+            errors[key] = error
+            level = logging.INFO if isinstance(error, Conflict) else logging.WARNING
+            log_event(_log, level, "write failed", service=key, error=str(error))
+            if isinstance(error, Conflict):
+                self._conflicts[key] = self._conflicts.get(key, 0) + 1
+                self._tasks.add(asyncio.get_running_loop().create_task(self._reread(key)))
+            elif isinstance(error, NotFound):
+                gone = self.services.forget(key)
+                if gone is not None:
+                    self._deleted.setdefault(key, gone)
+        again = [k for k in keys if k in self.services.objects and k not in errors]
+        quick = all(
+            isinstance(e, NotFound)
+            or (isinstance(e, Conflict) and self._conflicts[k] <= self.settings.conflict_limit)
+            for k, e in errors.items()
+        ) and bool(errors)
+        if quick:
+            self._dirty.update(dict.fromkeys(again))
+            self._wake.set()
+            return
+        self._retry.update(again)
+        self._retry.update(k for k, e in errors.items() if not isinstance(e, (Conflict, NotFound)))
+        if self._retry_at is None:
+            delay = self._backoff.next()
+            self._retry_at = asyncio.get_running_loop().time() + delay
+        if any(isinstance(e, Unavailable) for e in errors.values()):
+            log_event(_log, logging.WARNING, "API unavailable, will retry", services=len(keys))
+
+    async def _reread(self, key: str) -> None:
+        namespace, name = key.split("/", 1)
+        if self._conflicts.get(key, 0) > self.settings.conflict_limit:
+            await asyncio.sleep(self._backoff.next())
+        try:
+            fresh = await self.api.get(SERVICE, name, namespace=namespace)
+        except NotFound:
+            gone = self.services.forget(key)
+            if gone is not None:
+                self._deleted.setdefault(key, gone)
+        except KubeError:
+            return  # the watch, or the retry, will bring it
+        else:
+            self.services.observe(fresh)
+        self._dirty[key] = None
+        self._wake.set()
+
+    # -- what follows a state change --------------------------------------------------------
+
+    def _state_changed(self) -> None:
+        if self.state is not None:
+            self.metrics.set_pool_usage(core.pool_usage(self.state))
+        self._pool_wake.set()
+
+    async def _write_pool_statuses(self) -> None:
+        """Keep ``IPAddressPool.status`` equal to the core's counters (background)."""
+        while True:
+            await self._pool_wake.wait()
+            self._pool_wake.clear()
+            if self.state is None or self.source != "crds":
+                continue
+            failed = False
+            for name, usage in core.pool_usage(self.state).items():
+                pool = self.pools.objects.get(f"{self.settings.namespace}/{name}")
+                patch = None if pool is None else pool_status_patch(pool, usage)
+                if patch is None:
+                    continue
+                try:
+                    written = await self.api.patch(
+                        IP_ADDRESS_POOL, name, patch, namespace=self.settings.namespace, status=True
+                    )
+                except NotFound:
+                    continue
+                except KubeError as error:
+                    log_event(
+                        _log,
+                        logging.WARNING,
+                        "pool status not written",
+                        pool=name,
+                        error=str(error),
+                    )
+                    failed = True
+                    continue
+                self.pools.observe(written)
+            if failed:
+                await asyncio.sleep(self._pool_backoff.next())
+                self._pool_wake.set()
+            else:
+                self._pool_backoff.reset()
+
+
+def _freed(before: core.State, after: core.State) -> bool:
+    """Whether some address held in ``before`` is no longer held the same way in ``after``."""
+    held = after.allocations
+    return any(held.get(key) != allocation for key, allocation in before.allocations.items())
+
+
+class Replica:
+    """One controller replica: leader election around successive :class:`Controller` terms.
+
+    Each leadership term starts a fresh :class:`Controller` (list, ``converge_all``): a
+    replica that becomes leader, or becomes leader again, never trusts what it knew before.
+    Losing the Lease stops the writes at once; ``stop`` lets the current round finish (at
+    most ``shutdown_timeout`` seconds), then the Lease is released.
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        shutdown_timeout: float = 6.0,
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.shutdown_timeout = shutdown_timeout
+        self.book = EventBook(instance=settings.identity)
+        self.elector = LeaderElector(
+            api,
+            namespace=settings.namespace,
+            identity=settings.identity,
+            timing=settings.leader,
+            on_change=lambda leading: self.metrics.leader.set(1 if leading else 0),
+        )
+        #: The controller of the current leadership term (None while following).
+        self.controller: Controller | None = None
+        self.terms = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow or lead until ``stop`` is set; the Lease is released on the way out."""
+        try:
+            while not stop.is_set():
+                if not await self.elector.acquire(stop):
+                    break
+                await self._term(stop)
+                if not stop.is_set():
+                    await sleep_or_stop(stop, self.settings.leader.retry_period)
+        finally:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await self.elector.release()
+
+    async def _term(self, stop: asyncio.Event) -> None:
+        self.terms += 1
+        sender = EventSender(self.api, self.book)
+        controller = self.controller = Controller(
+            self.api, self.settings, metrics=self.metrics, events=sender
+        )
+        work = asyncio.create_task(controller.run(stop))
+        holding = asyncio.create_task(self.elector.hold(stop))
+        sending = asyncio.create_task(sender.run())
+        try:
+            await asyncio.wait({work, holding}, return_when=asyncio.FIRST_COMPLETED)
+            if work.done():
+                work.result()  # a bug in the controller: let it out
+            elif not self.elector.is_leader:
+                log_event(_log, logging.WARNING, "lost the lease, stopping writes")
+                work.cancel()
+            else:
+                try:
+                    async with asyncio.timeout(self.shutdown_timeout):
+                        await asyncio.shield(work)
+                except TimeoutError:
+                    work.cancel()
+                await sender.flush(1.0)
+        finally:
+            for task in (work, holding, sending):
+                task.cancel()
+            for task in (work, holding, sending):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self.controller = None
+
+
+async def run(
+    api: KubeApi, settings: Settings, stop: asyncio.Event, *, metrics: Metrics | None = None
+) -> None:
+    """Run one controller replica until ``stop`` is set (see :class:`Replica`)."""
+    await Replica(api, settings, metrics=metrics).run(stop)

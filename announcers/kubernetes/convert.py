@@ -1,0 +1,174 @@
+"""Kubernetes objects to core values: pure functions, no I/O.
+
+What the controller reads from the API server (Services, ``IPAddressPool``,
+``L2Advertisement``, ``Namespace`` objects and the v0.10 ``config`` ConfigMap, as JSON dicts)
+becomes what :mod:`metallb_core` takes. Every decision stays in the core: these functions only
+pick the objects, put them in a stable order, parse, and say which object an error is about.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import yaml
+
+import metallb_core as core
+
+JsonDict = dict[str, Any]
+Source = Literal["crds", "configmap", "none"]
+
+#: The ConfigMap of MetalLB v0.10, and the key holding its YAML.
+CONFIGMAP_NAME = "config"
+CONFIGMAP_KEY = "config"
+
+
+def object_key(obj: Mapping[str, Any]) -> str:
+    """``namespace/name`` for a namespaced object, ``name`` for a cluster-scoped one.
+
+    Services are namespaced, so this is also the core's Service key.
+
+    >>> object_key({"metadata": {"namespace": "web", "name": "nginx"}})
+    'web/nginx'
+    >>> object_key({"metadata": {"name": "node-1"}})
+    'node-1'
+    """
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace")
+    name = meta.get("name") or ""
+    return f"{namespace}/{name}" if namespace else name
+
+
+def ingress_ips(service: Mapping[str, Any]) -> tuple[str, ...]:
+    """The IPs in ``status.loadBalancer.ingress``, in order (hostname-only entries skipped).
+
+    >>> ingress_ips({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}})
+    ('10.0.0.1',)
+    """
+    status = service.get("status") or {}
+    entries = (status.get("loadBalancer") or {}).get("ingress") or ()
+    return tuple(e["ip"] for e in entries if isinstance(e, Mapping) and e.get("ip"))
+
+
+def wants_address(service: Mapping[str, Any]) -> bool:
+    """Whether the Service is of type LoadBalancer (only those can be waiting for an address).
+
+    The controller re-converges waiting Services when an address may have been freed; this
+    keeps it from re-converging every ClusterIP Service each time.
+    """
+    return (service.get("spec") or {}).get("type") == "LoadBalancer"
+
+
+def _by_name(objects: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(objects, key=lambda o: str((o.get("metadata") or {}).get("name") or ""))
+
+
+def _parses(objects: Sequence[Mapping[str, Any]]) -> bool:
+    try:
+        core.parse_resources(objects)
+    except core.ConfigError:
+        return False
+    return True
+
+
+def offending_object(
+    objects: Sequence[Mapping[str, Any]], context: Sequence[Mapping[str, Any]] = ()
+) -> Mapping[str, Any] | None:
+    """The object of ``objects`` at which :func:`metallb_core.parse_resources` first fails.
+
+    The core checks the objects one by one in the order given (pools, then advertisements),
+    so the shortest failing prefix ends with the culprit: a binary search finds it in
+    O(log n) parses. ``context`` (the Namespaces) is given to every parse and never blamed.
+    None when everything parses.
+
+    >>> def pool(name, cidr):
+    ...     return {"kind": "IPAddressPool", "metadata": {"name": name},
+    ...             "spec": {"addresses": [cidr]}}
+    >>> offending_object([pool("a", "10.0.0.0/24"), pool("b", "10.0.0.0/25")])["metadata"]["name"]
+    'b'
+    """
+    if _parses([*context, *objects]):
+        return None
+    good, bad = 0, len(objects)  # objects[:good] parses, objects[:bad] does not
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if _parses([*context, *objects[:middle]]):
+            good = middle
+        else:
+            bad = middle
+    return objects[bad - 1]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigReading:
+    """What the configuration objects say.
+
+    ``config`` is what to put in force, or None to keep the configuration in force (``error``
+    then says why when the objects are invalid, and ``offender`` is the object to blame; with
+    no error, nothing configures allocation at all). ``ignored`` is the v0.10 ConfigMap when
+    ``IPAddressPool`` objects override it.
+    """
+
+    source: Source
+    config: core.Config | None
+    error: str | None = None
+    offender: Mapping[str, Any] | None = None
+    ignored: Mapping[str, Any] | None = None
+
+
+def has_configmap_config(configmap: Mapping[str, Any] | None) -> bool:
+    """Whether a ConfigMap carries the v0.10 ``config`` key."""
+    return configmap is not None and CONFIGMAP_KEY in (configmap.get("data") or {})
+
+
+def read_configmap(configmap: Mapping[str, Any]) -> core.Config:
+    """The :class:`~metallb_core.Config` of a v0.10 ConfigMap (``ConfigError`` if invalid)."""
+    text = (configmap.get("data") or {}).get(CONFIGMAP_KEY) or ""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        detail = " ".join(str(error).split())
+        raise core.ConfigError(f"could not parse config: {detail}") from None
+    if document is not None and not isinstance(document, Mapping):
+        raise core.ConfigError("could not parse config: the config key is not a YAML mapping")
+    return core.parse_configmap(document)
+
+
+def read_config(
+    pools: Iterable[Mapping[str, Any]],
+    advertisements: Iterable[Mapping[str, Any]],
+    namespaces: Iterable[Mapping[str, Any]],
+    configmap: Mapping[str, Any] | None,
+    *,
+    previous: Source = "none",
+) -> ConfigReading:
+    """The configuration the objects in the MetalLB namespace describe (ANNOUNCERS_API.md).
+
+    ``IPAddressPool`` objects (with the ``L2Advertisement`` and ``Namespace`` objects) when
+    there is at least one, or when the pools were in force before (deleting the last pool is
+    a configuration with no pool, as in MetalLB main); else the v0.10 ConfigMap's ``config``
+    key; else nothing (``source="none"``, ``config=None``: MetalLB's "configuration is
+    missing", the configuration in force stays). Pools and advertisements are given to the
+    core in name order, the order the API server lists them in, so the result does not
+    depend on the order of watch events.
+    """
+    pool_list = _by_name(pools)
+    cm_usable = has_configmap_config(configmap)
+    if pool_list or (previous == "crds" and not cm_usable):
+        objects = [*pool_list, *_by_name(advertisements)]
+        context = list(namespaces)
+        ignored = configmap if cm_usable and pool_list else None
+        try:
+            config = core.parse_resources([*context, *objects])
+        except core.ConfigError as error:
+            offender = offending_object(objects, context)
+            return ConfigReading("crds", None, str(error), offender, ignored)
+        return ConfigReading("crds", config, ignored=ignored)
+    if configmap is not None and cm_usable:
+        try:
+            config = read_configmap(configmap)
+        except core.ConfigError as error:
+            return ConfigReading("configmap", None, str(error), configmap)
+        return ConfigReading("configmap", config)
+    return ConfigReading("none", None)
