@@ -28,8 +28,9 @@ Scope and known simplifications (the stateful test stays inside them):
   do. The recorded sharing key of an address is then the key of its holders, so MetalLB's
   "forget the key when the port table empties" quirk (§10) and the "forget it when the holder
   set empties" variant agree; the model implements the latter.
-* A ``service_allocation`` with neither namespaces nor service selectors is never pinned (the
-  literal reading of §6.1; the CRD parser gives such pools a match-everything selector, §6.2).
+* A ``service_allocation`` with neither namespaces nor service selectors pins the pool for
+  every Service: MetalLB's CRD parser gives such a block a match-everything selector (§6.2),
+  and ``core.ServiceAllocation`` does the same when built directly.
 * Capacities are counted by enumeration: do not hand the model a /64.
 
 Example:
@@ -538,6 +539,7 @@ class NaiveAllocator:
             and (
                 request.namespace in pool.service_allocation.namespaces
                 or bool(pool.service_allocation.service_selectors)
+                or not pool.service_allocation.namespaces
             )
         ]
 

@@ -423,3 +423,12 @@ def test_requested_ips_outside_the_requested_pool_are_refused() -> None:
         'requested loadBalancer IP(s) ["10.0.0.1"] is not compatible with requested address pool b',
     )
     assert after is model
+
+
+def test_priority_only_service_allocation_pins_the_pool_for_everyone() -> None:
+    pools = [
+        ModelPool("free", ("10.0.9.0/30",)),
+        ModelPool("first", ("10.0.0.0/30",), service_allocation=ModelServiceAllocation(priority=5)),
+    ]
+    _, outcome = NaiveAllocator.empty(pools).allocate(request("ns/a", namespace="ns"))
+    assert ips_of(outcome) == ["10.0.0.0"]

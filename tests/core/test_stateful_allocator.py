@@ -89,6 +89,12 @@ POOL_SHAPES: dict[str, PoolShape] = {
             {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold"]}]},
         ),
     ),
+    # serviceAllocation with a priority only: pinned for every Service.
+    "anyone": PoolShape(
+        ("10.0.4.0/31", "2001:db8:4::/128"),
+        ((), ("10.0.4.1",)),
+        namespaces=frozenset(),
+    ),
 }
 
 PROFILES: tuple[ModelRequest, ...] = (
@@ -400,7 +406,9 @@ def eligible_pools(pools: Sequence[ModelPool], request: ModelRequest) -> list[Mo
         if not pool.auto_assign:
             continue
         pinned = allocation is not None and (
-            request.namespace in allocation.namespaces or bool(allocation.service_selectors)
+            request.namespace in allocation.namespaces
+            or bool(allocation.service_selectors)
+            or not allocation.namespaces
         )
         if allocation is None or (pinned and pool.compatible(request)):
             eligible.append(pool)
