@@ -163,7 +163,11 @@ def _translate(error: Exception) -> KubeError:
     if isinstance(error, httpx2.HTTPStatusError):
         # lightkube makes an ApiError only of an exact application/json error body.
         response = error.response
-        return _from_status(response.status_code, response.reason_phrase, response.text[:200])
+        try:
+            text = response.text[:200]
+        except httpx2.ResponseNotRead:  # a streamed answer (a watch): its body is not read
+            text = ""
+        return _from_status(response.status_code, response.reason_phrase, text)
     return Unavailable(0, type(error).__name__, str(error) or repr(error))
 
 

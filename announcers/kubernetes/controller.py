@@ -190,6 +190,7 @@ class Controller:
         self._pool_wake = asyncio.Event()
         self._pool_backoff = backoff()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pool_writing = False
 
     # -- change notifications (called by the informers, on the event loop) ------------------
 
@@ -247,6 +248,10 @@ class Controller:
             if self._owns_events:
                 tasks.append(asyncio.create_task(self.events.run()))
             while not stop.is_set():
+                for task in tasks:
+                    if task.done():
+                        task.result()  # a background task ended: a bug, let it out
+                        raise RuntimeError(f"background task ended: {task.get_name()}")
                 await self._step(stop)
                 if not self.synced.is_set():
                     self.synced.set()
@@ -274,7 +279,13 @@ class Controller:
     @property
     def settled(self) -> bool:
         """Nothing to do and nothing to retry (the state matches every Service's status)."""
-        return self.synced.is_set() and not (self._busy or self._has_work() or self._retry)
+        return self.synced.is_set() and not (
+            self._busy
+            or self._has_work()
+            or self._retry
+            or self._pool_wake.is_set()
+            or self._pool_writing
+        )
 
     async def _wait(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -307,7 +318,7 @@ class Controller:
                 # Nothing configures allocation yet: everything is converged when it is.
                 self._dirty.clear()
                 self._deleted.clear()
-                self._waiting_ones = False
+                self._all = self._waiting_ones = False
                 return
             self._forget_deleted()
             if self._all:
@@ -652,40 +663,50 @@ class Controller:
         self._pool_wake.set()
 
     async def _write_pool_statuses(self) -> None:
-        """Keep ``IPAddressPool.status`` equal to the core's counters (background)."""
+        """Keep ``IPAddressPool.status`` equal to the core's counters (background).
+
+        Not before the first round: the empty state of start-up would write zeros.
+        """
+        await self.synced.wait()
         while True:
             await self._pool_wake.wait()
             self._pool_wake.clear()
             if self.state is None or self.source != "crds":
                 continue
-            failed = False
-            for name, usage in core.pool_usage(self.state).items():
-                pool = self.pools.objects.get(f"{self.settings.namespace}/{name}")
-                patch = None if pool is None else pool_status_patch(pool, usage)
-                if patch is None:
-                    continue
-                try:
-                    written = await self.api.patch(
-                        IP_ADDRESS_POOL, name, patch, namespace=self.settings.namespace, status=True
-                    )
-                except NotFound:
-                    continue
-                except KubeError as error:
-                    log_event(
-                        _log,
-                        logging.WARNING,
-                        "pool status not written",
-                        pool=name,
-                        error=str(error),
-                    )
-                    failed = True
-                    continue
-                self.pools.observe(written)
+            self._pool_writing = True
+            try:
+                failed = await self._write_pool_status_once()
+            finally:
+                self._pool_writing = False
             if failed:
                 await asyncio.sleep(self._pool_backoff.next())
                 self._pool_wake.set()
             else:
                 self._pool_backoff.reset()
+
+    async def _write_pool_status_once(self) -> bool:
+        """Write every pool status that differs from the counters; True if one failed."""
+        assert self.state is not None
+        failed = False
+        for name, usage in core.pool_usage(self.state).items():
+            pool = self.pools.objects.get(f"{self.settings.namespace}/{name}")
+            patch = None if pool is None else pool_status_patch(pool, usage)
+            if patch is None:
+                continue
+            try:
+                written = await self.api.patch(
+                    IP_ADDRESS_POOL, name, patch, namespace=self.settings.namespace, status=True
+                )
+            except NotFound:
+                continue
+            except KubeError as error:
+                log_event(
+                    _log, logging.WARNING, "pool status not written", pool=name, error=str(error)
+                )
+                failed = True
+                continue
+            self.pools.observe(written)
+        return failed
 
 
 def _freed(before: core.State, after: core.State) -> bool:

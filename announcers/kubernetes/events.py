@@ -89,6 +89,11 @@ class EventSender:
         self._idle.clear()
         queue.put_nowait(item)
 
+    @property
+    def idle(self) -> bool:
+        """Whether everything emitted so far has been sent (or dropped)."""
+        return self._pending == 0
+
     async def run(self) -> None:
         """Send until cancelled."""
         async with asyncio.TaskGroup() as group:
@@ -114,6 +119,9 @@ class EventSender:
                     update = self._updates.pop(item, None)
                     if update is not None:
                         await self._update(update)
+            except Exception as error:
+                self.dropped += 1
+                log_event(_log, logging.ERROR, "event not sent", error=repr(error))
             finally:
                 self._pending -= 1
                 if self._pending == 0:

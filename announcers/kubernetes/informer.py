@@ -204,7 +204,7 @@ class Informer:
                 log_event(_log, logging.INFO, "watch expired, listing again", kind=self.what)
                 await self.sync()
                 continue
-            except KubeError as error:
+            except Exception as error:
                 if self._clock() - started > 10.0:
                     self._backoff.reset()
                 delay = self._backoff.next()
@@ -214,7 +214,7 @@ class Informer:
                     level,
                     "watch broken, resuming",
                     kind=self.what,
-                    error=str(error),
+                    error=str(error) if isinstance(error, KubeError) else repr(error),
                     retry_in=round(delay, 2),
                 )
                 await asyncio.sleep(delay)
