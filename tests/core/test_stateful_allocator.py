@@ -63,12 +63,13 @@ class PoolShape:
 
 
 POOL_SHAPES: dict[str, PoolShape] = {
+    # CIDRs out of address order: first fit follows the config, not the addresses.
     "v4": PoolShape(
-        ("10.0.0.0/29",),
-        ((), ("10.0.0.1",), ("10.0.0.2 - 10.0.0.4",), ("10.0.0.4/30",)),
+        ("10.0.0.8/31", "10.0.0.0/29"),
+        ((), ("10.0.0.1",), ("10.0.0.2 - 10.0.0.4",), ("10.0.0.4/30", "10.0.0.9")),
     ),
     "v6": PoolShape(
-        ("2001:db8::/125",),
+        ("2001:db8::5-2001:db8::7", "2001:db8::/126"),
         ((), ("2001:db8::",), ("2001:db8::2-2001:db8::5",)),
     ),
     # A dual-stack pool whose IPv4 part is a range that is not a CIDR, with a .255 in it.
@@ -96,6 +97,9 @@ POOL_SHAPES: dict[str, PoolShape] = {
         namespaces=frozenset(),
     ),
 }
+# The same addresses under another name: a reload moves allocations to it.
+POOL_SHAPES["v4-renamed"] = POOL_SHAPES["v4"]
+ALIASES = {"v4-renamed": "v4"}
 
 PROFILES: tuple[ModelRequest, ...] = (
     ModelRequest("ns1/web", namespace="ns1"),
@@ -200,7 +204,10 @@ def pool_sets(draw: st.DrawFn) -> tuple[ModelPool, ...]:
     names = draw(st.permutations(sorted(POOL_SHAPES)))
     count = draw(st.integers(0, len(names)))
     pools = []
-    for name in names[:count]:
+    chosen = names[:count]
+    for name in chosen:
+        if ALIASES.get(name) in chosen:
+            continue  # two names for the same addresses would overlap
         shape = POOL_SHAPES[name]
         allocation = None
         if shape.namespaces is not None:
