@@ -119,7 +119,6 @@ class _Plan:
 @dataclasses.dataclass
 class _Result:
     status_ok: bool = False
-    annotation_ok: bool = False
     error: KubeError | None = None
     skipped: bool = False
 
@@ -174,6 +173,11 @@ class Controller:
         self.source: Source = "none"
         #: Set once every Service has been converged after start-up.
         self.synced = asyncio.Event()
+        #: Seconds from :meth:`run` to each start-up milestone (``listed``, ``converged``,
+        #: ``statuses`` written, ``synced``: annotations written too); logged with "synced".
+        self.startup: dict[str, float] = {}
+        #: Event-loop time at which :meth:`run` started.
+        self.started_at = 0.0
         self._dirty: dict[str, None] = {}
         self._deleted: dict[str, JsonDict] = {}
         self._all = True
@@ -220,6 +224,7 @@ class Controller:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set (returns after the current round) or cancelled."""
         tasks: list[asyncio.Task[Any]] = []
+        self.started_at = asyncio.get_running_loop().time()
         try:
             listed: asyncio.Future[list[None]] = asyncio.gather(
                 *(informer.sync() for informer in self.informers)
@@ -233,6 +238,7 @@ class Controller:
                     await listed
                 return
             listed.result()
+            self._milestone("listed")
             log_event(
                 _log,
                 logging.INFO,
@@ -254,6 +260,7 @@ class Controller:
                         raise RuntimeError(f"background task ended: {task.get_name()}")
                 await self._step(stop)
                 if not self.synced.is_set():
+                    self._milestone("synced")
                     self.synced.set()
                     log_event(
                         _log,
@@ -261,6 +268,7 @@ class Controller:
                         "synced",
                         configured=self.state is not None,
                         allocations=0 if self.state is None else len(self.state.allocations),
+                        seconds={k: round(v, 3) for k, v in self.startup.items()},
                     )
                 await self._wait(stop)
         finally:
@@ -483,6 +491,7 @@ class Controller:
             return
         by_key = {object_key(service): service for service in services}
         after, outcomes = await self._converge(before, services)
+        self._milestone("converged")
         held = {str(ip) for allocation in before.allocations.values() for ip in allocation.ips}
         plans: list[_Plan] = []
         chain: list[_Plan] = []  # in decision order: each may take what an earlier one frees
@@ -504,10 +513,12 @@ class Controller:
                 chain.append(plan)
             elif plan.status is not None or plan.annotation is not None:
                 loose.append(plan)
+        # Statuses first (they are what matters to traffic), annotations once they are in.
         chained, loosened = await asyncio.gather(
             self._write_in_order(chain, stop), self._write_all(loose, stop)
         )
         results = {**chained, **loosened}
+        self._milestone("statuses")
         if not all(r.status_ok for r in chained.values()):
             # Not adopted: the decisions after a failed write in the chain may hand out
             # addresses the API server still shows on its Service. What was written is
@@ -531,6 +542,10 @@ class Controller:
                 self._waiting.add(plan.key)
             elif plan.outcome.ingress is not None or not wants_address(plan.service):
                 self._waiting.discard(plan.key)
+        annotate = [p for p in plans if p.annotation is not None and results[p.key].status_ok]
+        for key, result in (await self._write_all(annotate, stop, annotation=True)).items():
+            if result.error is not None:
+                results[key] = result
         failed = {k: r for k, r in results.items() if r.error is not None}
         if failed:
             self._failed(list(failed), failed)
@@ -541,6 +556,10 @@ class Controller:
         if adopted != before:
             self._state_changed()
 
+    def _milestone(self, name: str) -> None:
+        if not self.synced.is_set():
+            self.startup.setdefault(name, asyncio.get_running_loop().time() - self.started_at)
+
     def _emit(self, plan: _Plan) -> None:
         if not plan.outcome.events:
             return
@@ -549,56 +568,71 @@ class Controller:
         for event in plan.outcome.events:
             self.events.emit(ref, event)
 
-    async def _write_all(self, plans: list[_Plan], stop: asyncio.Event) -> dict[str, _Result]:
+    async def _write_all(
+        self, plans: list[_Plan], stop: asyncio.Event, *, annotation: bool = False
+    ) -> dict[str, _Result]:
+        """Status writes (or, with ``annotation``, annotation writes), concurrently."""
         if not plans:
             return {}
         gate = asyncio.Semaphore(self.settings.write_concurrency)
+        write = self._write_annotation if annotation else self._write_status
 
         async def one(plan: _Plan) -> tuple[str, _Result]:
             async with gate:
                 if stop.is_set():
                     return plan.key, _Result(skipped=True)
-                return plan.key, await self._write(plan)
+                return plan.key, await write(plan)
 
         return dict(await asyncio.gather(*(one(p) for p in plans)))
 
     async def _write_in_order(self, plans: list[_Plan], stop: asyncio.Event) -> dict[str, _Result]:
+        """Status writes one after the other, none after a failure (see the module doc)."""
         results: dict[str, _Result] = {}
         for plan in plans:
             if stop.is_set() or (results and not all(r.status_ok for r in results.values())):
                 results[plan.key] = _Result(skipped=True)
                 continue
-            results[plan.key] = await self._write(plan)
+            results[plan.key] = await self._write_status(plan)
         return results
 
-    async def _write(self, plan: _Plan) -> _Result:
-        result = _Result(status_ok=plan.status is None)
-        name = plan.service["metadata"]["name"]
-        namespace = plan.service["metadata"].get("namespace") or "default"
+    @staticmethod
+    def _where(plan: _Plan) -> tuple[str, str]:
+        meta = plan.service["metadata"]
+        return meta["name"], meta.get("namespace") or "default"
+
+    async def _write_status(self, plan: _Plan) -> _Result:
+        if plan.status is None:
+            return _Result(status_ok=True)
+        name, namespace = self._where(plan)
         try:
-            if plan.status is not None:
-                written = await self.api.patch(
-                    SERVICE, name, plan.status, namespace=namespace, status=True
-                )
-                self.services.observe(written)
-                result.status_ok = True
-                self._conflicts.pop(plan.key, None)
-                log_event(
-                    _log,
-                    logging.INFO,
-                    "status written",
-                    service=plan.key,
-                    ingress=list(plan.outcome.ingress or ()),
-                    pool=plan.outcome.pool,
-                )
-            if plan.annotation is not None:
-                written = await self.api.patch(SERVICE, name, plan.annotation, namespace=namespace)
-                self.services.observe(written)
-            result.annotation_ok = True
+            written = await self.api.patch(
+                SERVICE, name, plan.status, namespace=namespace, status=True
+            )
         except KubeError as error:
-            result.error = error
             self.metrics.update_errors.inc()
-        return result
+            return _Result(error=error)
+        self.services.observe(written)
+        self._conflicts.pop(plan.key, None)
+        log_event(
+            _log,
+            logging.INFO,
+            "status written",
+            service=plan.key,
+            ingress=list(plan.outcome.ingress or ()),
+            pool=plan.outcome.pool,
+        )
+        return _Result(status_ok=True)
+
+    async def _write_annotation(self, plan: _Plan) -> _Result:
+        assert plan.annotation is not None
+        name, namespace = self._where(plan)
+        try:
+            written = await self.api.patch(SERVICE, name, plan.annotation, namespace=namespace)
+        except KubeError as error:
+            self.metrics.update_errors.inc()
+            return _Result(status_ok=True, error=error)
+        self.services.observe(written)
+        return _Result(status_ok=True)
 
     def _failed(self, keys: list[str], results: Mapping[str, _Result]) -> None:
         """Schedule the keys of a failed round: at once after conflicts, else after a backoff.

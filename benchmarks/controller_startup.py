@@ -1,0 +1,209 @@
+"""The controller's start-up against the API server emulator: time and API requests per Service.
+
+Run from the repository root (about a minute for 5,000 Services on two cores)::
+
+    python benchmarks/controller_startup.py [--services 5000] [--concurrency 16]
+
+The emulator (``tests/kubernetes/emulator.py``) runs as a subprocess holding N LoadBalancer
+Services, an ``IPAddressPool`` big enough for all of them, and the MetalLB namespace; the
+controller runs in this process (real HTTP through lightkube). Rows:
+
+- **cold start**: every Service is pending. Time from start (before the Lease is taken) to
+  every status written (the first round done), and to every Event sent; the controller's
+  requests divided by N, by kind.
+- **restart**: the same Services, now holding their addresses, and a new controller: it must
+  write no status at all (the restart contract), so its time is the list-and-converge floor.
+- **cold start, one write at a time**: ``write_concurrency=1``, the cost of not overlapping
+  the writes (on a real API server, latency-bound, the gap is wider than here).
+- **baseline: bare status PATCHes**: the same N status writes sent straight from lightkube
+  with the same concurrency, no core, no annotation, no Event: what the emulator itself
+  costs, in the same run. The controller's rows are read against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from announcers.kubernetes.client import SERVICE, LightkubeApi
+from announcers.kubernetes.controller import Replica, Settings
+from announcers.kubernetes.leader import LeaderTiming
+from tests.kubernetes.emulator import (
+    EmulatorControl,
+    EmulatorProcess,
+    RequestLog,
+    kube_config,
+    service_manifest,
+)
+
+NS = "metallb-system"
+POOL_CIDR = "10.128.0.0/14"  # 262,144 addresses: room for any N this script takes
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the table."""
+
+    scenario: str
+    services: int
+    to_statuses: float
+    to_events: float | None
+    requests: collections.Counter[str]
+
+    def per_service(self, *kinds: str) -> float:
+        """Requests of these kinds (all when none given) per Service."""
+        total = sum(n for k, n in self.requests.items() if not kinds or k in kinds)
+        return total / self.services
+
+
+def _kind(verb: str | None, resource: str | None, subresource: str | None) -> str:
+    name = f"{resource}/{subresource}" if subresource else str(resource)
+    return f"{verb} {name}"
+
+
+def _count(log: RequestLog) -> collections.Counter[str]:
+    return collections.Counter(_kind(r.verb, r.resource, r.subresource) for r in log)
+
+
+def _objects(count: int, holding: bool) -> Iterator[dict[str, object]]:
+    yield {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    yield {
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "IPAddressPool",
+        "metadata": {"name": "bench", "namespace": NS},
+        "spec": {"addresses": [POOL_CIDR]},
+    }
+    base = ipaddress.ip_network(POOL_CIDR).network_address
+    for i in range(count):
+        body = service_manifest(f"svc-{i:05d}", f"ns-{i % 20:02d}")
+        if holding:
+            ip = str(base + i)
+            body["metadata"]["annotations"] = {"metallb.io/ip-allocated-from-pool": "bench"}
+            body["status"] = {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}
+        yield body
+
+
+async def _controller(url: str, control: EmulatorControl, count: int, **settings: object) -> Row:
+    api = LightkubeApi(kube_config(url), trust_env=False)
+    timing = LeaderTiming(lease_duration=15, renew_deadline=10, retry_period=0.2)
+    replica = Replica(api, Settings(identity="bench", leader=timing, **settings))  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    control.clear_requests()
+    started = time.perf_counter()
+    started_loop = asyncio.get_running_loop().time()
+    task = asyncio.create_task(replica.run(stop))
+    while replica.controller is None or not replica.controller.synced.is_set():
+        await asyncio.sleep(0.005)
+        if task.done():
+            task.result()
+    controller = replica.controller
+    # From the replica's start (Lease included) to the first round's last status write.
+    startup = controller.startup
+    to_statuses = controller.started_at - started_loop + startup.get("statuses", startup["synced"])
+    while not (controller.settled and controller.events.idle):
+        await asyncio.sleep(0.005)
+    to_events = time.perf_counter() - started
+    requests = _count(control.requests())
+    stop.set()
+    await task
+    await api.close()
+    return Row("", count, to_statuses, to_events, requests)
+
+
+async def _bare_patches(url: str, control: EmulatorControl, count: int, concurrency: int) -> Row:
+    api = LightkubeApi(kube_config(url), trust_env=False)
+    base = ipaddress.ip_network(POOL_CIDR).network_address
+    gate = asyncio.Semaphore(concurrency)
+    control.clear_requests()
+
+    async def one(i: int) -> None:
+        patch = {"status": {"loadBalancer": {"ingress": [{"ip": str(base + i), "ipMode": "VIP"}]}}}
+        async with gate:
+            await api.patch(
+                SERVICE, f"svc-{i:05d}", patch, namespace=f"ns-{i % 20:02d}", status=True
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    elapsed = time.perf_counter() - started
+    requests = _count(control.requests())
+    await api.close()
+    return Row("baseline: bare status PATCHes", count, elapsed, None, requests)
+
+
+def _fresh(count: int, holding: bool) -> EmulatorProcess:
+    server = EmulatorProcess.start()
+    objects = list(_objects(count, holding))
+    for start in range(0, len(objects), 1000):
+        server.control.seed(*objects[start : start + 1000])
+    return server
+
+
+async def _run(count: int, concurrency: int) -> list[Row]:
+    rows = []
+    with _fresh(count, holding=False) as server:
+        row = await _controller(server.url, server.control, count, write_concurrency=concurrency)
+        row.scenario = "cold start"
+        rows.append(row)
+        row = await _controller(server.url, server.control, count, write_concurrency=concurrency)
+        row.scenario = "restart (all holding)"
+        rows.append(row)
+    with _fresh(count, holding=False) as server:
+        row = await _controller(server.url, server.control, count, write_concurrency=1)
+        row.scenario = "cold start, one write at a time"
+        rows.append(row)
+    with _fresh(count, holding=False) as server:
+        rows.append(await _bare_patches(server.url, server.control, count, concurrency))
+    return rows
+
+
+def _table(rows: list[Row]) -> str:
+    head = (
+        f"{'scenario':<34} {'services':>8} {'statuses s':>10} {'events s':>9} "
+        f"{'req/svc':>8} {'status':>7} {'annot.':>7} {'events':>7} {'other':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        status = row.per_service("patch services/status")
+        annotation = row.per_service("patch services")
+        events = row.per_service("create events", "patch events")
+        total = row.per_service()
+        lines.append(
+            f"{row.scenario:<34} {row.services:>8} {row.to_statuses:>10.2f} "
+            f"{'-' if row.to_events is None else f'{row.to_events:.2f}':>9} "
+            f"{total:>8.3f} {status:>7.3f} {annotation:>7.3f} {events:>7.3f} "
+            f"{total - status - annotation - events:>7.3f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run the scenarios and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--services", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    with contextlib.suppress(KeyboardInterrupt):
+        rows = asyncio.run(_run(args.services, args.concurrency))
+        print(_table(rows))
+        floor = rows[-1].to_statuses
+        print(
+            f"\ncold start / bare PATCH floor: {rows[0].to_statuses / floor:.2f}x; "
+            f"restart writes {rows[1].per_service('patch services/status'):.0f} statuses"
+        )
+
+
+if __name__ == "__main__":
+    main()
