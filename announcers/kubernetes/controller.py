@@ -54,6 +54,7 @@ from announcers.kubernetes.client import (
     KubeApi,
     KubeError,
     NotFound,
+    Refused,
     Unavailable,
 )
 from announcers.kubernetes.convert import (
@@ -195,6 +196,7 @@ class Controller:
         self._pool_backoff = backoff()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool_writing = False
+        self._pool_refused: dict[str, JsonDict] = {}
 
     # -- change notifications (called by the informers, on the event loop) ------------------
 
@@ -725,13 +727,19 @@ class Controller:
         for name, usage in core.pool_usage(self.state).items():
             pool = self.pools.objects.get(f"{self.settings.namespace}/{name}")
             patch = None if pool is None else pool_status_patch(pool, usage)
-            if patch is None:
+            if patch is None or self._pool_refused.get(name) == patch:
                 continue
             try:
                 written = await self.api.patch(
                     IP_ADDRESS_POOL, name, patch, namespace=self.settings.namespace, status=True
                 )
             except NotFound:
+                continue
+            except Refused as error:
+                # E.g. a counter beyond the int64 of MetalLB's CRD schema: the same patch
+                # would be refused again; try again when the counters change.
+                self._pool_refused[name] = patch
+                log_event(_log, logging.ERROR, "pool status refused", pool=name, error=str(error))
                 continue
             except KubeError as error:
                 log_event(

@@ -23,7 +23,7 @@ from .controller_kit import (
     running,
     service,
 )
-from .emulator import ApiServerEmulator
+from .emulator import ApiServerEmulator, api_error
 
 
 async def test_configmap_edit_applies_live(apiserver: ApiServerEmulator) -> None:
@@ -252,3 +252,25 @@ async def test_no_configuration_touches_no_service(apiserver: ApiServerEmulator)
         await quiet(apiserver, ctl.replica)
     assert ips_of(apiserver, "web") == ("203.0.113.9",)
     assert apiserver.request_log.count(verb="patch", resource="services") == 0
+
+
+async def test_refused_pool_status_is_not_resent_until_it_changes(
+    apiserver: ApiServerEmulator,
+) -> None:
+    path = f"/apis/metallb.io/v1beta1/namespaces/{NS}/ipaddresspools/p/status"
+    apiserver["patch", path] << api_error(422, "Invalid", "status.availableIPv6: out of range")
+    apiserver.seed(namespace(NS), pool("p", "192.0.2.0/29"), service("a"))
+    async with running(apiserver) as ctl:
+        await ctl.synced()
+        await quiet(apiserver, ctl.replica)
+        first = apiserver.request_log.count(resource="ipaddresspools", subresource="status")
+        api = client_for(apiserver)
+        await api.patch(SERVICE, "a", {"metadata": {"labels": {"x": "y"}}}, namespace="default")
+        await quiet(apiserver, ctl.replica)
+        same = apiserver.request_log.count(resource="ipaddresspools", subresource="status")
+        await api.create(SERVICE, service("b"))
+        await apiserver.wait_for(lambda: ips_of(apiserver, "b"))
+        await quiet(apiserver, ctl.replica)
+        changed = apiserver.request_log.count(resource="ipaddresspools", subresource="status")
+        await api.close()
+    assert (first, same, changed) == (1, 1, 2)
