@@ -47,7 +47,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Literal
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -150,6 +150,23 @@ def selector_matches(selector: Selector, labels: Mapping[str, str]) -> bool:
     return True
 
 
+def _short_repr(value: object) -> str:
+    """A dataclass repr naming only the fields that differ from their defaults."""
+    parts = []
+    for item in fields(value):  # type: ignore[arg-type]
+        current = getattr(value, item.name)
+        if item.default is not MISSING:
+            default: object = item.default
+        elif item.default_factory is not MISSING:
+            default = item.default_factory()
+        else:
+            parts.append(repr(current))
+            continue
+        if current != default:
+            parts.append(f"{item.name}={current!r}")
+    return f"{type(value).__name__}({', '.join(parts)})"
+
+
 @dataclass(frozen=True)
 class ModelServiceAllocation:
     """A pool's ``serviceAllocation``: priority (0 = unset), namespaces, service selectors."""
@@ -159,7 +176,7 @@ class ModelServiceAllocation:
     service_selectors: tuple[Selector, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ModelPool:
     """A pool as the model sees it: entries are CIDR or ``a-b`` strings, in config order."""
 
@@ -169,6 +186,8 @@ class ModelPool:
     avoid_buggy_ips: bool = False
     exclude: tuple[str, ...] = ()
     service_allocation: ModelServiceAllocation | None = None
+
+    __repr__ = _short_repr
 
     def spans(self) -> tuple[Span, ...]:
         """The pool's entries as spans, in config order."""
@@ -211,7 +230,7 @@ class ModelPool:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ModelRequest:
     """What a Service asks of the allocator (the model's mirror of ``core.ServiceRequest``)."""
 
@@ -226,6 +245,8 @@ class ModelRequest:
     backend_key: str = ""
     requested_ips: tuple[str, ...] = ()
     requested_pool: str | None = None
+
+    __repr__ = _short_repr
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from naive_model import (
@@ -431,6 +431,8 @@ STATEFUL_SETTINGS = settings(
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
+    # The explain phase replays a failing run hundreds of times to annotate it: minutes here.
+    phases=[phase for phase in Phase if phase is not Phase.explain],
     **_ci_options,
 )
 
