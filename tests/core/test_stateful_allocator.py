@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from naive_model import (
@@ -101,6 +101,7 @@ POOL_SHAPES: dict[str, PoolShape] = {
 POOL_SHAPES["v4-renamed"] = POOL_SHAPES["v4"]
 ALIASES = {"v4-renamed": "v4"}
 
+# Keys with one shape each, that mostly get addresses.
 PROFILES: tuple[ModelRequest, ...] = (
     ModelRequest("ns1/web", namespace="ns1"),
     ModelRequest("ns3/plain", namespace="ns3"),
@@ -140,6 +141,10 @@ PROFILES: tuple[ModelRequest, ...] = (
         policy="RequireDualStack",
         requested_ips=("2001:db8:1::2", "10.0.1.254"),
     ),
+)
+
+# Keys that change shape from call to call, and requests that are mostly refused.
+ODD_PROFILES: tuple[ModelRequest, ...] = (
     ModelRequest("ns2/wants-pinned", namespace="ns2", requested_pool="pinned"),
     ModelRequest("ns3/wants-nothing", namespace="ns3", requested_pool="nope"),
     ModelRequest(
@@ -182,7 +187,10 @@ PORT_SETS: tuple[tuple[PortSpec, ...], ...] = (
 )
 SHARING_KEYS = ("s", "", "t")
 BACKEND_KEYS = ("", "app=x")
-KEYS = (*sorted({profile.key for profile in PROFILES}), "ns9/never-allocated")
+KEYS = (
+    *sorted({profile.key for profile in PROFILES + ODD_PROFILES}),
+    "ns9/never-allocated",
+)
 
 # The most specific classes first: an outcome is named after the first it is an instance of.
 ERROR_KINDS = (
@@ -202,9 +210,8 @@ ERROR_KINDS = (
 def pool_sets(draw: st.DrawFn) -> tuple[ModelPool, ...]:
     """A config of the universe: some pools, in some order, with per-config options."""
     names = draw(st.permutations(sorted(POOL_SHAPES)))
-    count = draw(st.integers(0, len(names)))
+    chosen = [name for name in names if draw(st.booleans())]
     pools = []
-    chosen = names[:count]
     for name in chosen:
         if ALIASES.get(name) in chosen:
             continue  # two names for the same addresses would overlap
@@ -477,6 +484,8 @@ class AllocatorMachine(RuleBasedStateMachine):
         assert state.config == config
         self.adopt(state, NaiveAllocator.empty(pools))
 
+    # Three allocate rules, so that Hypothesis's swarm testing (which switches rules off per
+    # run) sometimes makes runs of shared addresses only, or of odd requests only.
     @rule(
         profile=st.sampled_from(PROFILES),
         ports=st.sampled_from(PORT_SETS),
@@ -490,8 +499,29 @@ class AllocatorMachine(RuleBasedStateMachine):
         sharing_key: str,
         backend_key: str,
     ) -> None:
-        """Allocate for one key; compare with the model and with brute force."""
-        request = replace(profile, ports=ports, sharing_key=sharing_key, backend_key=backend_key)
+        """Allocate for a key of one shape, with drawn ports and keys."""
+        self.check_allocate(
+            replace(profile, ports=ports, sharing_key=sharing_key, backend_key=backend_key)
+        )
+
+    @rule(profile=st.sampled_from(PROFILES), ports=st.sampled_from(PORT_SETS))
+    def allocate_shared(self, profile: ModelRequest, ports: tuple[PortSpec, ...]) -> None:
+        """Allocate under the common sharing key: shared addresses and port conflicts."""
+        self.check_allocate(replace(profile, ports=ports, sharing_key="s"))
+
+    @rule(
+        profile=st.sampled_from(ODD_PROFILES),
+        ports=st.sampled_from(PORT_SETS),
+        sharing_key=st.sampled_from(SHARING_KEYS),
+    )
+    def allocate_odd(
+        self, profile: ModelRequest, ports: tuple[PortSpec, ...], sharing_key: str
+    ) -> None:
+        """Allocate for a key that changes shape, or a request that is mostly refused."""
+        self.check_allocate(replace(profile, ports=ports, sharing_key=sharing_key))
+
+    def check_allocate(self, request: ModelRequest) -> None:
+        """Allocate on both sides; compare with the model and with brute force."""
         before = self.current
         before_seen = snapshot(before)
         wire = core_request(request)
@@ -514,6 +544,8 @@ class AllocatorMachine(RuleBasedStateMachine):
                 ]
                 assert not roomy, f"NoAvailableIPs although {roomy} have room for {request}"
 
+        # Coverage, shown by pytest --hypothesis-show-statistics.
+        event(f"allocate -> {outcome.kind if isinstance(outcome, ModelError) else 'allocated'}")
         model, expected = self.model.allocate(request)
         assert outcome == expected_outcome(expected)
         self.adopt(state, model)
@@ -548,6 +580,7 @@ class AllocatorMachine(RuleBasedStateMachine):
                 (from_core_allocation(alloc) for alloc in allocations), key=lambda a: a.key
             )
 
+        event(f"reload -> dropped {min(len(dropped), 2)}{'+' if len(dropped) > 2 else ''}")
         expected = [normalised(alloc) for alloc in expected_dropped]
         assert by_key(dropped) == expected
         assert by_key(orphans) == expected
