@@ -27,25 +27,27 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import importlib
 import ipaddress
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from announcers.kubernetes.client import SERVICE, LightkubeApi
 from announcers.kubernetes.controller import Replica, Settings
 from announcers.kubernetes.leader import LeaderTiming
-from tests.kubernetes.emulator import (
-    EmulatorControl,
-    EmulatorProcess,
-    RequestLog,
-    kube_config,
-    service_manifest,
-)
+
+# The emulator is test code, not a package: imported by name so that mypy, which sees
+# tests/kubernetes as the top-level package "kubernetes", does not meet it twice.
+emulator: Any = importlib.import_module("tests.kubernetes.emulator")
+EmulatorProcess = emulator.EmulatorProcess
+kube_config = emulator.kube_config
+service_manifest = emulator.service_manifest
 
 NS = "metallb-system"
 POOL_CIDR = "10.128.0.0/14"  # 262,144 addresses: room for any N this script takes
@@ -72,7 +74,7 @@ def _kind(verb: str | None, resource: str | None, subresource: str | None) -> st
     return f"{verb} {name}"
 
 
-def _count(log: RequestLog) -> collections.Counter[str]:
+def _count(log: Iterable[Any]) -> collections.Counter[str]:
     return collections.Counter(_kind(r.verb, r.resource, r.subresource) for r in log)
 
 
@@ -86,7 +88,10 @@ def _objects(count: int, holding: bool) -> Iterator[dict[str, object]]:
     }
     base = ipaddress.ip_network(POOL_CIDR).network_address
     for i in range(count):
-        body = service_manifest(f"svc-{i:05d}", f"ns-{i % 20:02d}")
+        # Node ports would run out (2,768 of them) before the Services do.
+        body = service_manifest(
+            f"svc-{i:05d}", f"ns-{i % 20:02d}", allocateLoadBalancerNodePorts=False
+        )
         if holding:
             ip = str(base + i)
             body["metadata"]["annotations"] = {"metallb.io/ip-allocated-from-pool": "bench"}
@@ -94,7 +99,7 @@ def _objects(count: int, holding: bool) -> Iterator[dict[str, object]]:
         yield body
 
 
-async def _controller(url: str, control: EmulatorControl, count: int, **settings: object) -> Row:
+async def _controller(url: str, control: Any, count: int, **settings: object) -> Row:
     api = LightkubeApi(kube_config(url), trust_env=False)
     timing = LeaderTiming(lease_duration=15, renew_deadline=10, retry_period=0.2)
     replica = Replica(api, Settings(identity="bench", leader=timing, **settings))  # type: ignore[arg-type]
@@ -121,7 +126,7 @@ async def _controller(url: str, control: EmulatorControl, count: int, **settings
     return Row("", count, to_statuses, to_events, requests)
 
 
-async def _bare_patches(url: str, control: EmulatorControl, count: int, concurrency: int) -> Row:
+async def _bare_patches(url: str, control: Any, count: int, concurrency: int) -> Row:
     api = LightkubeApi(kube_config(url), trust_env=False)
     base = ipaddress.ip_network(POOL_CIDR).network_address
     gate = asyncio.Semaphore(concurrency)
@@ -142,7 +147,7 @@ async def _bare_patches(url: str, control: EmulatorControl, count: int, concurre
     return Row("baseline: bare status PATCHes", count, elapsed, None, requests)
 
 
-def _fresh(count: int, holding: bool) -> EmulatorProcess:
+def _fresh(count: int, holding: bool) -> Any:
     server = EmulatorProcess.start()
     objects = list(_objects(count, holding))
     for start in range(0, len(objects), 1000):
