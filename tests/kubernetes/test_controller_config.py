@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from announcers.kubernetes.client import CONFIG_MAP, IP_ADDRESS_POOL, SERVICE
+from announcers.kubernetes.client import CONFIG_MAP, IP_ADDRESS_POOL, NAMESPACE, SERVICE
 
 from .controller_kit import (
     NS,
@@ -274,3 +274,48 @@ async def test_refused_pool_status_is_not_resent_until_it_changes(
         changed = apiserver.request_log.count(resource="ipaddresspools", subresource="status")
         await api.close()
     assert (first, same, changed) == (1, 1, 2)
+
+
+async def test_namespace_label_change_applies_namespace_selectors_live(
+    apiserver: ApiServerEmulator,
+) -> None:
+    selected = {"namespaceSelectors": [{"matchLabels": {"team": "x"}}]}
+    apiserver.seed(
+        namespace(NS),
+        namespace("web"),
+        pool("teams", "192.0.2.0/30", serviceAllocation=selected, autoAssign=True),
+        service("app", "web"),
+    )
+    async with running(apiserver) as ctl:
+        await ctl.synced()
+        await apiserver.wait_for(lambda: events_about(apiserver, "app", "web"))
+        assert ips_of(apiserver, "app", "web") == ()
+        api = client_for(apiserver)
+        await api.patch(NAMESPACE, "web", {"metadata": {"labels": {"team": "x"}}})
+        await apiserver.wait_for(lambda: ips_of(apiserver, "app", "web"))
+        await api.close()
+    assert ips_of(apiserver, "app", "web") == ("192.0.2.0",)
+
+
+async def test_repeated_allocation_failure_updates_the_event_series(
+    apiserver: ApiServerEmulator,
+) -> None:
+    apiserver.seed(
+        namespace(NS),
+        pool("a", "192.0.2.0/32"),
+        pool("b", "198.51.100.0/32", autoAssign=False),
+        service("holder"),
+        service("manual", annotations={"metallb.io/address-pool": "b"}),
+        service("waiting"),
+    )
+    async with running(apiserver) as ctl:
+        await ctl.synced()
+        await quiet(apiserver, ctl.replica)
+        # Freeing an address the waiting Service may not use converges it again: it fails again.
+        apiserver.remove("v1/services", "default", "manual")
+        await apiserver.wait_for(
+            lambda: any(e.get("series") for e in events_about(apiserver, "waiting"))
+        )
+    (failed,) = events_about(apiserver, "waiting")
+    assert failed["reason"] == "AllocationFailed"
+    assert failed["series"]["count"] == 2

@@ -18,9 +18,12 @@ from .controller_kit import (
     LEASES,
     NS,
     client_for,
+    every_address,
     ips_of,
     namespace,
     pool,
+    quiet,
+    running,
     service,
     start_controller,
     terminate,
@@ -143,3 +146,27 @@ async def test_sigterm_releases_the_lease_and_the_follower_takes_over(
     assert ips_of(apiserver, "after") == ("192.0.2.1",)
     assert status_b == 0
     assert all(json.loads(line)["level"] for line in stderr_a.splitlines() if line.strip())
+
+
+async def test_sigterm_during_a_cold_start_exits_cleanly_and_the_next_moves_nothing(
+    apiserver: ApiServerEmulator, tmp_path: Path
+) -> None:
+    apiserver.seed(namespace(NS), pool("p", "10.0.0.0/20"))
+    apiserver.seed(*(service(f"s{i:03d}", allocateLoadBalancerNodePorts=False) for i in range(800)))
+    first = await _replica(apiserver, tmp_path, "replica-a")
+    await apiserver.wait_for(
+        lambda: apiserver.request_log.count(subresource="status", resource="services") >= 20,
+        timeout=30,
+    )
+    status, _ = await terminate(first, timeout=10)  # killed (-9) if it took longer
+    written = {f"s{i:03d}": ips_of(apiserver, f"s{i:03d}") for i in range(800)}
+    done = {name: ips for name, ips in written.items() if ips}
+    async with running(apiserver, identity="second") as second:
+        await apiserver.wait_for(lambda: all(ips_of(apiserver, n) for n in written), timeout=60)
+        await quiet(apiserver, second.replica, timeout=30)
+    assert status == 0
+    assert 0 < len(done) < 800  # it stopped in the middle
+    assert _holder(apiserver) in (None, "second")
+    assert {name: ips_of(apiserver, name) for name in done} == done
+    addresses = every_address(apiserver)
+    assert len(addresses) == len(set(addresses)) == 800
