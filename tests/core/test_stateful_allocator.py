@@ -184,6 +184,7 @@ PORT_SETS: tuple[tuple[PortSpec, ...], ...] = (
     (("TCP", 443),),
     (("UDP", 53),),
     (("TCP", 80), ("UDP", 53)),
+    (("UDP", 80),),  # the same number as TCP/80: ports differ by protocol too
 )
 SHARING_KEYS = ("s", "", "t")
 BACKEND_KEYS = ("", "app=x")
