@@ -142,6 +142,9 @@ def _controller(args: argparse.Namespace) -> int:
     )
     try:
         return asyncio.run(_run_controller(api, settings, metrics))
+    except Exception:
+        _log.exception("controller crashed")  # a bug: JSON line with the traceback, exit 1
+        return 1
     finally:
         stop_metrics()
 

@@ -815,17 +815,19 @@ class Replica:
         sending = asyncio.create_task(sender.run())
         try:
             await asyncio.wait({work, holding}, return_when=asyncio.FIRST_COMPLETED)
-            if work.done():
-                work.result()  # a bug in the controller: let it out
-            elif not self.elector.is_leader:
+            if not work.done() and not stop.is_set():
                 log_event(_log, logging.WARNING, "lost the lease, stopping writes")
                 work.cancel()
-            else:
+            elif not work.done():
+                # Stopping: the round in progress finishes its writes, within a bound.
                 try:
                     async with asyncio.timeout(self.shutdown_timeout):
                         await asyncio.shield(work)
                 except TimeoutError:
                     work.cancel()
+            if work.done() and not work.cancelled():
+                work.result()  # an exception here is a bug in the controller: let it out
+            if stop.is_set():
                 await sender.flush(1.0)
         finally:
             for task in (work, holding, sending):

@@ -168,6 +168,9 @@ async def test_api_away_for_ten_seconds_clears_nothing_and_catches_up(
         await apiserver.wait_for(lambda: ips_of(apiserver, "e"), timeout=15)
         await quiet(apiserver, ctl.replica, timeout=15)
         assert not ctl.task.done()
+        # It could not renew its Lease for longer than its deadline: it stepped down and
+        # came back as leader for a second term, which started from a fresh list.
+        assert ctl.replica.terms == 2
     after = _statuses(apiserver)
     assert ips_of(apiserver, "e") == before[holder]
     assert {n: ips for n, ips in after.items() if n != "e"} == {
