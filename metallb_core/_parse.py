@@ -266,7 +266,9 @@ def _pool_from_crd(obj: Mapping[str, Any], namespaces: Mapping[str, Mapping[str,
             service_allocation=_service_allocation(raw_allocation, namespaces, name),
         )
     except ConfigError as err:
-        raise ConfigError(f"parsing address pool {name}: {err}") from None
+        raise ConfigError(
+            f"parsing address pool {name}: {err}", kind="IPAddressPool", name=name
+        ) from None
 
 
 def _l2_from_crd(obj: Mapping[str, Any], pools: Sequence[Pool]) -> L2Advertisement | None:
@@ -329,7 +331,17 @@ def parse_resources(objects: Iterable[Mapping[str, Any]]) -> Config:
     for obj in items:
         if obj.get("kind") == "IPAddressPool":
             pool = _pool_from_crd(obj, namespaces)
-            checker.add(pool)
+            try:
+                checker.add(pool)
+            except ConfigError as err:
+                raise ConfigError(str(err), kind="IPAddressPool", name=pool.name) from None
             pools.append(pool)
-    ads = [_l2_from_crd(o, pools) for o in items if o.get("kind") == "L2Advertisement"]
+    ads = []
+    for obj in items:
+        if obj.get("kind") == "L2Advertisement":
+            try:
+                ads.append(_l2_from_crd(obj, pools))
+            except ConfigError as err:
+                name = (obj.get("metadata") or {}).get("name")
+                raise ConfigError(str(err), kind="L2Advertisement", name=name) from None
     return Config(pools=pools, l2_advertisements=[a for a in ads if a is not None])

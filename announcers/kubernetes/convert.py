@@ -64,40 +64,19 @@ def _by_name(objects: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(objects, key=lambda o: str((o.get("metadata") or {}).get("name") or ""))
 
 
-def _parses(objects: Sequence[Mapping[str, Any]]) -> bool:
-    try:
-        core.parse_resources(objects)
-    except core.ConfigError:
-        return False
-    return True
-
-
 def offending_object(
-    objects: Sequence[Mapping[str, Any]], context: Sequence[Mapping[str, Any]] = ()
+    objects: Sequence[Mapping[str, Any]], error: core.ConfigError
 ) -> Mapping[str, Any] | None:
-    """The object of ``objects`` at which :func:`metallb_core.parse_resources` first fails.
+    """The object a :class:`~metallb_core.ConfigError` from ``parse_resources`` names.
 
-    The core checks the objects one by one in the order given (pools, then advertisements),
-    so the shortest failing prefix ends with the culprit: a binary search finds it in
-    O(log n) parses. ``context`` (the Namespaces) is given to every parse and never blamed.
-    None when everything parses.
-
-    >>> def pool(name, cidr):
-    ...     return {"kind": "IPAddressPool", "metadata": {"name": name},
-    ...             "spec": {"addresses": [cidr]}}
-    >>> offending_object([pool("a", "10.0.0.0/24"), pool("b", "10.0.0.0/25")])["metadata"]["name"]
-    'b'
+    >>> objs = [{"kind": "IPAddressPool", "metadata": {"name": "b"}}]
+    >>> offending_object(objs, core.ConfigError("x", kind="IPAddressPool", name="b")) is objs[0]
+    True
     """
-    if _parses([*context, *objects]):
-        return None
-    good, bad = 0, len(objects)  # objects[:good] parses, objects[:bad] does not
-    while bad - good > 1:
-        middle = (good + bad) // 2
-        if _parses([*context, *objects[:middle]]):
-            good = middle
-        else:
-            bad = middle
-    return objects[bad - 1]
+    for obj in objects:
+        if obj.get("kind") == error.kind and (obj.get("metadata") or {}).get("name") == error.name:
+            return obj
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +141,7 @@ def read_config(
         try:
             config = core.parse_resources([*context, *objects])
         except core.ConfigError as error:
-            offender = offending_object(objects, context)
+            offender = offending_object(objects, error)
             return ConfigReading("crds", None, str(error), offender, ignored)
         return ConfigReading("crds", config, ignored=ignored)
     if configmap is not None and cm_usable:

@@ -448,3 +448,26 @@ def test_invalid_input_is_a_config_error_naming_the_field_and_the_value(
     message = config_error(build)
     assert field in message
     assert value in message
+
+
+def test_config_error_from_resources_names_the_object_at_fault() -> None:
+    objects = [
+        {"kind": "IPAddressPool", "metadata": {"name": "a"}, "spec": {"addresses": ["10.0.0.0/8"]}},
+        {
+            "kind": "IPAddressPool",
+            "metadata": {"name": "b"},
+            "spec": {"addresses": ["10.1.0.0/16"]},
+        },
+        {"kind": "L2Advertisement", "metadata": {"name": "l2"}, "spec": {}},
+    ]
+    with pytest.raises(core.ConfigError) as info:
+        core.parse_resources(objects)
+    assert (info.value.kind, info.value.name) == ("IPAddressPool", "b")
+    bad_ad = {
+        "kind": "L2Advertisement",
+        "metadata": {"name": "l2"},
+        "spec": {"ipAddressPools": ["a", "a"]},
+    }
+    with pytest.raises(core.ConfigError) as info:
+        core.parse_resources([objects[0], bad_ad])
+    assert (info.value.kind, info.value.name) == ("L2Advertisement", "l2")

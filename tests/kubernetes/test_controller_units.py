@@ -276,7 +276,14 @@ def test_namespaces_resolve_selectors_and_are_never_blamed() -> None:
     allocation = reading.config.pools[0].service_allocation
     assert allocation is not None
     assert set(allocation.namespaces) == {"web"}
-    assert offending_object([pinned], [namespace("web", team="x")]) is None
+    assert reading.offender is None
+
+
+def test_offender_is_found_by_the_kind_and_name_the_core_reports() -> None:
+    first, second = pool("a", "10.0.0.0/24"), pool("b", "10.0.0.0/24")
+    error = core.ConfigError("x", kind="IPAddressPool", name="b")
+    assert offending_object([first, second], error) is second
+    assert offending_object([first], error) is None
 
 
 def test_unparsable_configmap_yaml_is_a_config_error() -> None:
