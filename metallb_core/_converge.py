@@ -9,6 +9,7 @@ nothing. The steps follow METALLB_BEHAVIOUR.md §11.2.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -115,8 +116,10 @@ class _Step:
 
 
 def _converge(
-    state: State, service: Mapping[str, Any], lb_class: str | None
+    state: State, service: Mapping[str, Any], lb_class: str | None, restore_only: bool = False
 ) -> tuple[State, Convergence, AllocationError | None]:
+    """One convergence; with ``restore_only``, only steps 1-7 (re-assign what the status
+    records, or clear it), never a new address: the first pass of :func:`converge_all`."""
     step = _Step(state, service)
     key = step.key
     spec = service.get("spec") or {}
@@ -213,6 +216,8 @@ def _converge(
                 if wanted and sorted(wanted) != sorted(current):
                     step.clear()
                     current = []
+    if restore_only:
+        return step.state, step.done(None, None), step.cleared_by
     # 8: PreferDualStack top-up from the same pool.
     if len(current) == 1 and pol == "PreferDualStack" and family == "dual":
         topped = add_family(step.state, request_from_service(service))
@@ -294,16 +299,24 @@ def converge_all(
 ) -> tuple[State, Mapping[str, Convergence]]:
     """Converge every Service, restoring state after a restart without moving anyone.
 
-    Services that already hold IPs go first (more ingress entries first), so no pending
-    Service can take an address recorded in another's status; then the rest. Ties are broken
+    Two passes. First every address recorded in a status is restored (re-assigned, nothing
+    new handed out), so that nothing can take an address recorded in another Service's
+    status: neither a pending Service nor a PreferDualStack top-up. Then every Service is
+    converged against that state, those holding IPs first (more ingress entries first). In
+    both passes, ties are broken
     by ``metadata.creationTimestamp`` (oldest first, those without one last) and then by key,
     so the result does not depend on the order of ``services``. When two statuses hold the same
     address without being allowed to share it, the first restored keeps it and the other gets,
     besides MetalLB's ``ClearAssignment``, a Warning ``IPConflict`` and a new allocation.
     The mapping is keyed by ``namespace/name``, in processing order.
     """
+    ordered = sorted(services, key=restore_order)
+    for service in ordered:
+        if ingress_ips(service):
+            with contextlib.suppress(InvalidService):  # reported by the second pass
+                state = _converge(state, service, lb_class, restore_only=True)[0]
     results: dict[str, Convergence] = {}
-    for service in sorted(services, key=restore_order):
+    for service in ordered:
         try:
             state, result, cleared_by = _converge(state, service, lb_class)
         except InvalidService:

@@ -61,3 +61,34 @@ def test_service_of_another_class_is_left_alone_without_events() -> None:
     state, conv = core.converge(core.State.empty(CONFIG), svc)
     assert (conv.ingress, conv.pool, conv.events) == (None, None, ())
     assert state.allocations == {}
+
+
+def test_restart_top_up_never_takes_an_address_recorded_in_another_status() -> None:
+    # 'dual' has one usable IPv4 address (10.0.2.0 is avoided), held by 'single'; 'prefer'
+    # holds only IPv6. Restored first ("ns/prefer" < "ns/single"), prefer's top-up must not
+    # take 10.0.2.1 before single is restored.
+    config = core.Config(
+        pools=[core.Pool(name="dual", cidrs=["10.0.2.0/31", "fd00:2::/127"], avoid_buggy_ips=True)]
+    )
+
+    def svc(name: str, cluster_ips: list[str], ingress: list[str], policy: str) -> dict[str, Any]:
+        return {
+            "metadata": {"namespace": "ns", "name": name, "annotations": {}},
+            "spec": {
+                "type": "LoadBalancer",
+                "clusterIPs": cluster_ips,
+                "ipFamilyPolicy": policy,
+                "ports": [{"port": 80, "protocol": "TCP"}],
+            },
+            "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ingress]}},
+        }
+
+    services = [
+        svc("prefer", ["10.96.0.1", "fd96::1"], ["fd00:2::"], "PreferDualStack"),
+        svc("single", ["10.96.0.2"], ["10.0.2.1"], "SingleStack"),
+    ]
+    _, results = core.converge_all(core.State.empty(config), services)
+    assert results["ns/single"].ingress == ("10.0.2.1",)
+    assert results["ns/single"].events == ()
+    assert results["ns/prefer"].ingress == ("fd00:2::",)
+    assert [e.reason for e in results["ns/prefer"].events] == ["AdditionalAssignFailed"]
