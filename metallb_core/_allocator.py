@@ -83,13 +83,13 @@ def unusable_reason(state: State, k: int, req: ServiceRequest) -> AllocationErro
 
 def _first_usable(state: State, span: _Span, req: ServiceRequest) -> int | None:
     """The lowest address of one pool CIDR that ``req`` may use, or ``None``."""
-    index, runs = state._index, state._runs
+    index = state._index
     x = index.next_usable(span.lo)
-    while x <= span.hi:
-        run = runs.floor_item(x)
-        if run is None or run[1] < x:
-            break
-        x = index.next_usable(run[1] + 1)
+    if x <= span.hi:
+        run = state._runs.floor_item(x)
+        if run is not None and run[1] >= x:
+            # Runs are maximal: the first usable address after one is never held.
+            x = index.next_usable(run[1] + 1)
     free = x if x <= span.hi else None
     if req.sharing_key:
         # A held address is usable too when it is shared under the same key: the lowest wins.
@@ -159,6 +159,30 @@ def assign(state: State, req: ServiceRequest, ips: Sequence[IPAddress | None]) -
         backend_key=req.backend_key,
     )
     return state._without(req.key)._with(alloc, cast(list[int], keys), owner), alloc
+
+
+def commit_found(state: State, req: ServiceRequest, pool: int, keys: list[int]) -> Outcome:
+    """Assign for addresses the search found in ``pool``, to a key that holds nothing.
+
+    The search only returns addresses that ``pool`` owns and that ``req`` may use, of distinct
+    families, so of Assign's checks only the pool's compatibility with the Service is left.
+    """
+    spec = state._index.pools[pool]
+    if spec.service_allocation is not None and not spec.service_allocation.allows(
+        req.namespace, req.labels
+    ):
+        return PoolNotCompatible(
+            message=f"pool {spec.name} not compatible for ip assignment", pool=spec.name
+        )
+    alloc = Allocation(
+        key=req.key,
+        ips=tuple(address_of(k) for k in keys),
+        pool=spec.name,
+        ports=req.ports,
+        sharing_key=req.sharing_key,
+        backend_key=req.backend_key,
+    )
+    return state._with(alloc, keys, pool), alloc
 
 
 # -- pool choice and selection -------------------------------------------------------------
@@ -236,7 +260,7 @@ def allocate_auto(state: State, req: ServiceRequest) -> Outcome:
         picked = select(index.pools[i], c4, c6, req)
         if isinstance(picked, AllocationError):
             continue
-        outcome = assign(state, req, [address_of(k) for k in picked])
+        outcome = commit_found(state, req, i, picked)
         if not isinstance(outcome, AllocationError):
             return outcome
     return NoAvailableIPs(message="no available IPs")
@@ -254,7 +278,7 @@ def allocate_from_pool(state: State, req: ServiceRequest, name: str) -> Outcome:
     picked = select(pool, c4, c6, req)
     if isinstance(picked, AllocationError):
         return picked
-    return assign(state, req, [address_of(k) for k in picked])
+    return commit_found(state, req, i, picked)
 
 
 def allocate_requested(state: State, req: ServiceRequest) -> Outcome:

@@ -109,11 +109,13 @@ class PMap(Mapping[K, V], Generic[K, V]):
     def get(self, key: K, default: V | T, /) -> V | T: ...
     def get(self, key: K, default: object = None, /) -> object:
         node = self._root
-        for _ in range(self._height):
+        h = self._height
+        while h:
             i = bisect_right(node[0], key) - 1
             if i < 0:
                 return default
             node = node[1][i]
+            h -= 1
         keys = node[0]
         j = bisect_left(keys, key)
         if j < len(keys) and keys[j] == key:
@@ -153,15 +155,18 @@ class PMap(Mapping[K, V], Generic[K, V]):
     def floor_item(self, key: K) -> tuple[K, V] | None:
         """The item with the largest key ``<= key``, or ``None``."""
         node = self._root
-        for _ in range(self._height):
+        h = self._height
+        while h:
             i = bisect_right(node[0], key) - 1
             if i < 0:
                 return None
             node = node[1][i]
-        j = bisect_right(node[0], key) - 1
+            h -= 1
+        keys = node[0]
+        j = bisect_right(keys, key) - 1
         if j < 0:
             return None
-        return node[0][j], node[1][j]
+        return keys[j], node[1][j]
 
     def ceiling_item(self, key: K) -> tuple[K, V] | None:
         """The item with the smallest key ``>= key``, or ``None``."""
@@ -189,42 +194,85 @@ class PMap(Mapping[K, V], Generic[K, V]):
     def _descend(self, key: K) -> tuple[list[tuple[_Node, int]], _Node]:
         path: list[tuple[_Node, int]] = []
         node = self._root
-        for _ in range(self._height):
+        h = self._height
+        while h:
             i = bisect_right(node[0], key) - 1
-            i = max(i, 0)
+            if i < 0:  # noqa: PLR1730 - a call to max() costs more on this hot path
+                i = 0
             path.append((node, i))
             node = node[1][i]
+            h -= 1
         return path, node
 
     def set(self, key: K, value: V) -> PMap[K, V]:
         """A new map where ``key`` maps to ``value``."""
         path, (keys, vals) = self._descend(key)
         j = bisect_left(keys, key)
-        grew = 1
         if j < len(keys) and keys[j] == key:
-            vals = vals[:]
+            vals = vals.copy()
             vals[j] = value
-            grew = 0  # the keys are unchanged, so the new leaf shares them
-        else:
-            keys = keys[:]
-            keys.insert(j, key)
-            vals = vals[:]
-            vals.insert(j, value)
-            if len(keys) > _MAX:
-                return self._rebuilt(path, _split((keys, vals)), self._len + 1)
-        return self._make(_copy_path(path, (keys, vals)), self._height, self._len + grew)
+            # The keys are unchanged, so the new leaf shares them and no separator moves.
+            return self._make(_copy_values(path, (keys, vals)), self._height, self._len)
+        keys = keys.copy()
+        keys.insert(j, key)
+        vals = vals.copy()
+        vals.insert(j, value)
+        if len(keys) > _MAX:
+            return self._rebuilt(path, _split((keys, vals)), self._len + 1)
+        return self._make(_copy_path(path, (keys, vals)), self._height, self._len + 1)
 
     def delete(self, key: K) -> PMap[K, V]:
         """A new map without ``key`` (the same map when ``key`` is absent)."""
+        return self.pop(key)[0]
+
+    def pop(self, key: K) -> tuple[PMap[K, V], V | None]:
+        """A new map without ``key``, and the value it had (``(self, None)`` when absent)."""
         path, (keys, vals) = self._descend(key)
         j = bisect_left(keys, key)
         if j >= len(keys) or keys[j] != key:
-            return self
-        keys = keys[:j] + keys[j + 1 :]
-        vals = vals[:j] + vals[j + 1 :]
+            return self, None
+        value = vals[j]
+        keys = keys.copy()
+        del keys[j]
+        vals = vals.copy()
+        del vals[j]
         if keys and (len(keys) >= _MIN or not path):
-            return self._make(_copy_path(path, (keys, vals)), self._height, self._len - 1)
-        return self._rebuilt(path, [(keys, vals)] if keys else [], self._len - 1)
+            # The leaf's first key changes only when j == 0: then the separators above move.
+            root = _copy_values(path, (keys, vals)) if j else _copy_path(path, (keys, vals))
+            return self._make(root, self._height, self._len - 1), value
+        return self._rebuilt(path, [(keys, vals)] if keys else [], self._len - 1), value
+
+    def split_item(self, key: K, value: V, new: K, new_value: V) -> PMap[K, V]:
+        """A new map where present ``key`` maps to ``value`` and ``new -> new_value`` is added.
+
+        The caller guarantees that no key lies between ``key`` and ``new``: the new item goes
+        right after ``key``, in the same leaf when it has room (one path copy instead of two).
+        """
+        path, (keys, vals) = self._descend(key)
+        j = bisect_left(keys, key)
+        if len(keys) >= _MAX:
+            return self.set(key, value).set(new, new_value)
+        keys = keys.copy()
+        keys.insert(j + 1, new)
+        vals = vals.copy()
+        vals[j] = value
+        vals.insert(j + 1, new_value)
+        return self._make(_copy_values(path, (keys, vals)), self._height, self._len + 1)
+
+    def replace_key(self, old: K, new: K, value: V) -> PMap[K, V]:
+        """A new map with the item of ``old`` replaced by ``new -> value``.
+
+        The caller guarantees that ``old`` is present and no other key lies between ``old``
+        and ``new``, so the item keeps its place: one path copy, no rebalancing.
+        """
+        path, (keys, vals) = self._descend(old)
+        j = bisect_left(keys, old)
+        keys = keys.copy()
+        keys[j] = new
+        vals = vals.copy()
+        vals[j] = value
+        root = _copy_path(path, (keys, vals)) if j == 0 else _copy_values(path, (keys, vals))
+        return self._make(root, self._height, self._len)
 
     def _rebuilt(
         self, path: list[tuple[_Node, int]], parts: list[_Node], length: int
@@ -252,6 +300,15 @@ class PMap(Mapping[K, V], Generic[K, V]):
             root = root[1][0]
             height -= 1
         return self._make(root, height, length)
+
+
+def _copy_values(path: list[tuple[_Node, int]], node: _Node) -> _Node:
+    """Like :func:`_copy_path` when ``node``'s first key is unchanged: branch keys are shared."""
+    for (keys, children), i in reversed(path):
+        children = children.copy()
+        children[i] = node
+        node = (keys, children)
+    return node
 
 
 def _copy_path(path: list[tuple[_Node, int]], node: _Node) -> _Node:

@@ -115,31 +115,31 @@ class State:
 
     def _without(self, key: str) -> State:
         """This state with ``key``'s allocation removed (itself when ``key`` holds nothing)."""
-        alloc = self._allocs.get(key)
+        allocs, alloc = self._allocs.pop(key)
         if alloc is None:
             return self
-        return self._minus(alloc)
+        return self._minus(alloc, allocs)
 
-    def _minus(self, alloc: Allocation) -> State:
+    def _minus(self, alloc: Allocation, allocs: PMap[str, Allocation] | None = None) -> State:
         key = alloc.key
+        if allocs is None:
+            allocs = self._allocs.delete(key)
         holders, runs, shared = self._holders, self._runs, self._shared
-        usage = list(self._usage)
+        usage = self._usage
         pool = self._index.by_name.get(alloc.pool)
         for ip in alloc.ips:
             k = key_of(ip)
-            rest = tuple(h for h in holders.get(k, ()) if h != key)
-            if rest:
-                holders = holders.set(k, rest)
+            holders, held = holders.pop(k)
+            if held is not None and len(held) > 1:
+                holders = holders.set(k, tuple(h for h in held if h != key))
                 continue
-            holders = holders.delete(k)
-            runs = _runs_remove(runs, holders, k)
+            runs = _runs_remove(runs, holders, self._index, k)
             if alloc.sharing_key:
                 shared = _sorted_remove(shared, alloc.sharing_key, k)
             if pool is not None:
-                usage[2 * pool + (k >= V6_OFFSET)] -= 1
-        return State._make(
-            self._index, self._allocs.delete(key), holders, runs, shared, tuple(usage)
-        )
+                slot = 2 * pool + (k >= V6_OFFSET)
+                usage = (*usage[:slot], usage[slot] - 1, *usage[slot + 1 :])
+        return State._make(self._index, allocs, holders, runs, shared, usage)
 
     def _with(self, alloc: Allocation, keys: list[int], pool: int) -> State:
         """This state plus ``alloc`` (its address ``keys``, in ``pool``).
@@ -179,23 +179,36 @@ def _runs_add(runs: PMap[int, int], index: ConfigIndex, k: int) -> PMap[int, int
 
 
 def _runs_remove(
-    runs: PMap[int, int], holders_after: PMap[int, tuple[str, ...]], k: int
+    runs: PMap[int, int], holders_after: PMap[int, tuple[str, ...]], index: ConfigIndex, k: int
 ) -> PMap[int, int]:
     found = runs.floor_item(k)
     assert found is not None, "a held address is always inside a run"
     assert found[1] >= k, "a held address is always inside a run"
     start, end = found
-    runs = runs.delete(start)
-    # Runs start and end on held addresses: trim each remaining part to its held ends.
+    # Runs start and end on held addresses: trim each remaining part to its held ends. Every
+    # usable address inside a run is held, so a usable neighbour of k is the end sought.
     if start < k:
-        last = holders_after.floor_item(k - 1)
-        assert last is not None
-        runs = runs.set(start, last[0])
+        last = k - 1 if index.owner(k - 1) is not None else _held_before(holders_after, k)
+        if k < end:
+            first = k + 1 if index.owner(k + 1) is not None else _held_after(holders_after, k)
+            return runs.split_item(start, last, first, end)  # nothing lies between them
+        return runs.set(start, last)  # same key: a value replacement, no rebalancing
     if k < end:
-        first = holders_after.ceiling_item(k + 1)
-        assert first is not None
-        runs = runs.set(first[0], end)
-    return runs
+        first = k + 1 if index.owner(k + 1) is not None else _held_after(holders_after, k)
+        return runs.replace_key(start, first, end)  # nothing lies between start and first
+    return runs.delete(start)
+
+
+def _held_before(holders: PMap[int, tuple[str, ...]], k: int) -> int:
+    found = holders.floor_item(k - 1)
+    assert found is not None
+    return found[0]
+
+
+def _held_after(holders: PMap[int, tuple[str, ...]], k: int) -> int:
+    found = holders.ceiling_item(k + 1)
+    assert found is not None
+    return found[0]
 
 
 def _sorted_insert(
