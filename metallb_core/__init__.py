@@ -32,11 +32,19 @@ from metallb_core._parse import parse_configmap, parse_resources
 from metallb_core._request import Port, ServiceRequest
 from metallb_core._selectors import LabelSelector, LabelSelectorRequirement
 from metallb_core._service import request_from_service
+from metallb_core._speaker import (
+    Announcement,
+    NodeFacts,
+    NotAnnounced,
+    ServiceEndpoints,
+    elect,
+)
 from metallb_core._state import State
 
 __all__ = [
     "Allocation",
     "AllocationError",
+    "Announcement",
     "Config",
     "ConfigError",
     "Convergence",
@@ -48,13 +56,16 @@ __all__ = [
     "LabelSelector",
     "LabelSelectorRequirement",
     "NoAvailableIPs",
+    "NodeFacts",
     "NotAllowedByConfig",
+    "NotAnnounced",
     "Pool",
     "PoolNotCompatible",
     "PoolUsage",
     "Port",
     "PortConflict",
     "ServiceAllocation",
+    "ServiceEndpoints",
     "ServiceRequest",
     "SharingConflict",
     "State",
@@ -63,6 +74,7 @@ __all__ = [
     "announcing_node",
     "converge",
     "converge_all",
+    "elect",
     "orphans",
     "parse_configmap",
     "parse_resources",

@@ -1,0 +1,371 @@
+"""The speaker's decision: which node announces a Service's addresses, on which interfaces.
+
+MetalLB's Layer-2 election (``speaker/layer2_controller.go``, L2_REFERENCE.md §1.5) as one
+pure function, :func:`elect`. Every speaker computes the same answer from the same facts, so
+no speaker talks to another: the one the answer names announces, every other one withdraws.
+
+The facts are values the adapter gathers: the :class:`~metallb_core.Config`, the Service
+(a Kubernetes dict, with its ``status.loadBalancer.ingress``), a :class:`NodeFacts` per node
+(labels, the ``NetworkUnavailable`` condition, and whether its speaker is alive — the adapter
+decides that from its own clock; nothing here reads one) and the Service's
+:class:`ServiceEndpoints` (from its EndpointSlices).
+
+A node may announce a Service when:
+
+1. the Service has at least one serving endpoint somewhere (else nobody announces);
+2. its speaker is alive;
+3. its ``NetworkUnavailable`` condition is not ``True``;
+4. it is not labelled ``node.kubernetes.io/exclude-from-external-load-balancers``;
+5. an ``L2Advertisement`` that covers the Service's pool and selects the Service (its
+   ``serviceSelectors``, when it has any) selects the node (its ``nodeSelectors``, when it
+   has any);
+6. with ``externalTrafficPolicy: Local``, it hosts a serving endpoint of the Service.
+
+Of those, :func:`~metallb_core.announcing_node` over the *first* ingress IP picks the one,
+so both families of a dual-stack Service are announced from the same node. The interfaces are
+the union of the ``interfaces`` of the advertisements that select the Service and that node;
+any of them without a list means every interface.
+
+>>> import metallb_core as core
+>>> config = core.Config(pools=[core.Pool(name="p", cidrs=["192.0.2.0/24"])],
+...                      l2_advertisements=[core.L2Advertisement(name="l2")])
+>>> svc = {"metadata": {"namespace": "web", "name": "nginx"}, "spec": {"type": "LoadBalancer"},
+...        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}}
+>>> nodes = [core.NodeFacts(name="n1"), core.NodeFacts(name="n2", speaker_alive=False)]
+>>> result = core.elect(config, svc, nodes, core.ServiceEndpoints(serving=1))
+>>> result.node, [str(ip) for ip in result.ips], result.interfaces
+('n1', ['192.0.2.10'], ())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Literal, TypeAlias
+
+from pydantic import Field
+
+from metallb_core._addresses import AddressField, IPAddress, parse_go_ip
+from metallb_core._config import Config, L2Advertisement, Pool
+from metallb_core._converge import Event
+from metallb_core._errors import InvalidService
+from metallb_core._l2 import announcing_node
+from metallb_core._model import FrozenMap, Model
+from metallb_core._service import ALLOCATED_FROM_POOL, ingress_ips, service_key
+
+EXCLUDE_FROM_LOAD_BALANCERS = "node.kubernetes.io/exclude-from-external-load-balancers"
+"""The node label that keeps a node from announcing (any value), as in MetalLB."""
+
+PROTOCOL = "layer2"
+"""The protocol named in the speaker's events."""
+
+_NAMED_NODES = 10  # nodes named in a "no eligible node" message before "and N more"
+
+
+class NodeFacts(Model):
+    """What the election needs to know about one node.
+
+    ``speaker_alive`` is the adapter's judgement (a fresh Lease, for the Kubernetes speaker);
+    ``network_unavailable`` is the node's ``NetworkUnavailable`` condition being ``True``.
+
+    >>> NodeFacts(name="n1", labels={"zone": "a"}).excluded
+    False
+    """
+
+    _what: ClassVar[str] = "invalid node facts"
+
+    name: str
+    labels: FrozenMap = Field(default_factory=FrozenMap)
+    speaker_alive: bool = True
+    network_unavailable: bool = False
+
+    @property
+    def excluded(self) -> bool:
+        """Labelled ``node.kubernetes.io/exclude-from-external-load-balancers``."""
+        return EXCLUDE_FROM_LOAD_BALANCERS in self.labels
+
+    @classmethod
+    def from_node(cls, node: Mapping[str, Any], *, speaker_alive: bool) -> NodeFacts:
+        """The facts of a Kubernetes Node dict (name, labels, ``NetworkUnavailable``).
+
+        >>> node = {"metadata": {"name": "n1", "labels": {"zone": "a"}},
+        ...         "status": {"conditions": [{"type": "NetworkUnavailable", "status": "True"}]}}
+        >>> facts = NodeFacts.from_node(node, speaker_alive=True)
+        >>> facts.name, dict(facts.labels), facts.network_unavailable
+        ('n1', {'zone': 'a'}, True)
+        """
+        meta = node.get("metadata") or {}
+        conditions = (node.get("status") or {}).get("conditions") or ()
+        unavailable = any(
+            isinstance(c, Mapping)
+            and c.get("type") == "NetworkUnavailable"
+            and c.get("status") == "True"
+            for c in conditions
+        )
+        labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+        return cls(
+            name=str(meta.get("name") or ""),
+            labels=labels,
+            speaker_alive=speaker_alive,
+            network_unavailable=unavailable,
+        )
+
+
+def endpoint_can_serve(conditions: Mapping[str, Any] | None) -> bool:
+    """MetalLB's ``EndpointCanServe``: ``ready`` unset or true, or ``serving`` true.
+
+    >>> endpoint_can_serve({"ready": False, "serving": True}), endpoint_can_serve({})
+    (True, True)
+    """
+    conditions = conditions or {}
+    ready = conditions.get("ready")
+    return ready is None or ready is True or conditions.get("serving") is True
+
+
+class ServiceEndpoints(Model):
+    """Where a Service's serving endpoints are: how many, and the nodes hosting them.
+
+    An endpoint without ``nodeName`` counts as serving but is on no node.
+
+    >>> ServiceEndpoints.from_slices([{"endpoints": [
+    ...     {"addresses": ["10.1.0.5"], "conditions": {"ready": True}, "nodeName": "n2"},
+    ...     {"addresses": ["10.1.0.6"], "conditions": {"ready": False}, "nodeName": "n3"}]}])
+    ServiceEndpoints(serving=1, nodes=frozenset({'n2'}))
+    """
+
+    serving: int = 0
+    nodes: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_slices(cls, slices: Iterable[Mapping[str, Any]]) -> ServiceEndpoints:
+        """Count the serving endpoints of a Service's ``discovery.k8s.io/v1`` EndpointSlices."""
+        serving = 0
+        nodes: set[str] = set()
+        for piece in slices:
+            for endpoint in piece.get("endpoints") or ():
+                if not isinstance(endpoint, Mapping):
+                    continue
+                if not endpoint_can_serve(endpoint.get("conditions")):
+                    continue
+                serving += 1
+                node = endpoint.get("nodeName")
+                if node:
+                    nodes.add(str(node))
+        return cls(serving=serving, nodes=frozenset(nodes))
+
+
+class Announcement(Model):
+    """``node`` announces ``ips`` (every ingress IP of the Service, in order).
+
+    ``interfaces`` are the interfaces it may announce on, sorted; ``()`` means every one.
+    ``eligible`` are the nodes that could have been chosen, sorted by name.
+    """
+
+    _error: ClassVar[type[ValueError]] = InvalidService
+    _what: ClassVar[str] = "invalid announcement"
+
+    kind: Literal["announce"] = "announce"
+    key: str
+    node: str
+    ips: tuple[AddressField, ...]
+    pool: str
+    interfaces: tuple[str, ...] = ()
+    eligible: tuple[str, ...] = ()
+
+    def allows(self, interface: str) -> bool:
+        """Whether the address may be announced on ``interface``."""
+        return not self.interfaces or interface in self.interfaces
+
+    def event(self) -> Event:
+        """MetalLB's event on the Service when ``node`` starts announcing it.
+
+        >>> Announcement(key="a/b", node="n1", ips=["192.0.2.1"], pool="p").event().message
+        'announcing from node "n1" with protocol "layer2"'
+        """
+        return Event(
+            type="Normal",
+            reason="nodeAssigned",
+            message=f'announcing from node "{self.node}" with protocol "{PROTOCOL}"',
+        )
+
+    def announce_failed(self, ip: IPAddress) -> Event:
+        """MetalLB's Warning when ``node`` has none of the allowed ``interfaces`` for ``ip``.
+
+        MetalLB then tries no other node; neither does the speaker.
+        """
+        return Event(
+            type="Warning",
+            reason="announceFailed",
+            message=(
+                f'the interfaces specified by LB IP "{ip}" doesn\'t exist in assigned node '
+                f'"{self.node}" with protocol "{PROTOCOL}"'
+            ),
+        )
+
+
+NotAnnouncedReason: TypeAlias = Literal[
+    "notLoadBalancer",
+    "noIPAllocated",
+    "invalidIP",
+    "ipNotAllowed",
+    "noServingEndpoints",
+    "noAdvertisement",
+    "serviceNotSelected",
+    "noEligibleNode",
+]
+
+
+class NotAnnounced(Model):
+    """Nobody announces the Service: ``reason`` (a tag) and ``message`` (what and why).
+
+    Reasons: ``notLoadBalancer``; ``noIPAllocated`` (no ingress IP yet); ``invalidIP``;
+    ``ipNotAllowed`` (no pool owns the ingress IPs); ``noServingEndpoints``;
+    ``noAdvertisement`` (no L2Advertisement covers the pool); ``serviceNotSelected``
+    (advertisements cover the pool but their ``serviceSelectors`` leave the Service out);
+    ``noEligibleNode`` (the message names each node and why it is not eligible).
+    """
+
+    kind: Literal["none"] = "none"
+    key: str
+    reason: NotAnnouncedReason
+    message: str
+    ips: tuple[AddressField, ...] = ()
+    pool: str | None = None
+
+
+Election: TypeAlias = Announcement | NotAnnounced
+"""What :func:`elect` returns."""
+
+
+def _owning_pool(
+    config: Config, service: Mapping[str, Any], ips: Sequence[IPAddress]
+) -> Pool | None:
+    """The pool holding every ingress IP: the annotated one when it does, else the one that does.
+
+    Pools never overlap (:class:`~metallb_core.Config` checks it), so at most one can.
+    """
+
+    def owns(pool: Pool) -> bool:
+        return all(any(ip in net for net in pool.cidrs if net.version == ip.version) for ip in ips)
+
+    annotated = ((service.get("metadata") or {}).get("annotations") or {}).get(ALLOCATED_FROM_POOL)
+    if annotated:
+        pool = config.pool(str(annotated))
+        if pool is not None and owns(pool):
+            return pool
+    return next((pool for pool in config.pools if owns(pool)), None)
+
+
+def _selects_service(ad: L2Advertisement, labels: Mapping[str, str]) -> bool:
+    return not ad.service_selectors or any(s.matches(labels) for s in ad.service_selectors)
+
+
+def _selects_node(ad: L2Advertisement, node: NodeFacts) -> bool:
+    return not ad.node_selectors or any(s.matches(node.labels) for s in ad.node_selectors)
+
+
+def _why_not(
+    node: NodeFacts, ads: Sequence[L2Advertisement], local: bool, endpoints: ServiceEndpoints
+) -> str | None:
+    """Why ``node`` may not announce (None: it may), in the order MetalLB checks."""
+    if not node.speaker_alive:
+        return "speaker not alive"
+    if node.network_unavailable:
+        return "NetworkUnavailable"
+    if node.excluded:
+        return f"labelled {EXCLUDE_FROM_LOAD_BALANCERS}"
+    if not any(_selects_node(ad, node) for ad in ads):
+        return "not selected by the nodeSelectors of any L2Advertisement"
+    if local and node.name not in endpoints.nodes:
+        return "no serving endpoint on the node (externalTrafficPolicy: Local)"
+    return None
+
+
+def elect(
+    config: Config,
+    service: Mapping[str, Any],
+    nodes: Iterable[NodeFacts],
+    endpoints: ServiceEndpoints,
+) -> Election:
+    """Which node announces ``service``'s ingress IPs, and on which interfaces (see the module
+    documentation for the rules), or why nobody does.
+
+    ``nodes`` holds one entry per node (a repeated name: the last one counts); only these
+    nodes can be chosen. Deterministic: the same facts give the same answer on every speaker.
+
+    >>> import metallb_core as core
+    >>> config = core.Config(pools=[core.Pool(name="p", cidrs=["192.0.2.0/24"])])
+    >>> svc = {"metadata": {"name": "a"}, "spec": {"type": "LoadBalancer"},
+    ...        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}
+    >>> core.elect(config, svc, [core.NodeFacts(name="n1")], core.ServiceEndpoints(serving=1))
+    NotAnnounced(kind='none', key='default/a', reason='noAdvertisement', \
+message='no L2Advertisement covers pool "p"', ips=(IPv4Address('192.0.2.1'),), pool='p')
+    """
+    key = service_key(service)
+    spec = service.get("spec") or {}
+    if spec.get("type") != "LoadBalancer":
+        return NotAnnounced(key=key, reason="notLoadBalancer", message="not a LoadBalancer")
+    texts = ingress_ips(service)
+    if not texts:
+        return NotAnnounced(key=key, reason="noIPAllocated", message="no IP allocated yet")
+    ips: list[IPAddress] = []
+    for text in texts:
+        ip = parse_go_ip(text)
+        if ip is None:
+            return NotAnnounced(
+                key=key, reason="invalidIP", message=f'invalid LoadBalancer IP "{text}"'
+            )
+        ips.append(ip)
+    pool = _owning_pool(config, service, ips)
+    if pool is None:
+        listed = ", ".join(str(ip) for ip in ips)
+        return NotAnnounced(
+            key=key, reason="ipNotAllowed", message=f"no pool holds {listed}", ips=tuple(ips)
+        )
+
+    def nobody(reason: NotAnnouncedReason, message: str) -> NotAnnounced:
+        return NotAnnounced(key=key, reason=reason, message=message, ips=tuple(ips), pool=pool.name)
+
+    if endpoints.serving == 0:
+        return nobody("noServingEndpoints", "the service has no serving endpoint")
+    covering = [ad for ad in config.l2_advertisements if ad.covers(pool.name)]
+    if not covering:
+        return nobody("noAdvertisement", f'no L2Advertisement covers pool "{pool.name}"')
+    labels = (service.get("metadata") or {}).get("labels") or {}
+    ads = [ad for ad in covering if _selects_service(ad, labels)]
+    if not ads:
+        names = ", ".join(ad.name for ad in covering)
+        return nobody(
+            "serviceNotSelected",
+            f'the serviceSelectors of the L2Advertisements of pool "{pool.name}" ({names}) '
+            "do not select the service",
+        )
+    local = spec.get("externalTrafficPolicy") == "Local"
+    by_name = {node.name: node for node in nodes}
+    eligible: list[str] = []
+    refused: list[str] = []
+    for name in sorted(by_name):
+        why = _why_not(by_name[name], ads, local, endpoints)
+        if why is None:
+            eligible.append(name)
+        else:
+            refused.append(f"{name} ({why})")
+    winner = announcing_node(str(ips[0]), eligible)
+    if winner is None:
+        if not refused:
+            return nobody("noEligibleNode", "no eligible node: no node is known")
+        shown = "; ".join(refused[:_NAMED_NODES])
+        if len(refused) > _NAMED_NODES:
+            shown += f"; and {len(refused) - _NAMED_NODES} more"
+        return nobody("noEligibleNode", f"no eligible node: {shown}")
+    mine = [ad for ad in ads if _selects_node(ad, by_name[winner])]
+    interfaces: tuple[str, ...] = ()
+    if all(ad.interfaces for ad in mine):
+        interfaces = tuple(sorted({name for ad in mine for name in ad.interfaces}))
+    return Announcement(
+        key=key,
+        node=winner,
+        ips=tuple(ips),
+        pool=pool.name,
+        interfaces=interfaces,
+        eligible=tuple(eligible),
+    )
