@@ -176,7 +176,7 @@ def commit_found(state: State, req: ServiceRequest, pool: int, keys: list[int]) 
         )
     alloc = Allocation(
         key=req.key,
-        ips=tuple(address_of(k) for k in keys),
+        ips=tuple([address_of(k) for k in keys]),
         pool=spec.name,
         ports=req.ports,
         sharing_key=req.sharing_key,

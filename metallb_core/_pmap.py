@@ -219,7 +219,9 @@ class PMap(Mapping[K, V], Generic[K, V]):
         vals.insert(j, value)
         if len(keys) > _MAX:
             return self._rebuilt(path, _split((keys, vals)), self._len + 1)
-        return self._make(_copy_path(path, (keys, vals)), self._height, self._len + 1)
+        # Inserted after the leaf's first key: no separator above it changes.
+        copy = _copy_values if j else _copy_path
+        return self._make(copy(path, (keys, vals)), self._height, self._len + 1)
 
     def delete(self, key: K) -> PMap[K, V]:
         """A new map without ``key`` (the same map when ``key`` is absent)."""
