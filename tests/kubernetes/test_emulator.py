@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import httpx2
-import jsonpatch  # type: ignore[import-untyped]
-import jsonpointer  # type: ignore[import-untyped]
+import jsonpatch
+import jsonpointer
 import pytest
 import pytest_asyncio
 from hypothesis import assume, given, settings
