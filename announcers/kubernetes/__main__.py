@@ -1,13 +1,18 @@
 """``python -m announcers.kubernetes controller [--kubeconfig PATH] [--namespace NS]
 [--lb-class NAME] [--metrics-port PORT]``
 
-``controller`` allocates addresses to LoadBalancer Services (see ``docs/kubernetes.md``):
-it runs in the foreground, logs JSON lines on stderr, serves Prometheus metrics on
-``--metrics-port`` (default 7472, MetalLB's; 0 turns them off), and on SIGTERM or SIGINT
-finishes the write in progress, releases its Lease and exits 0. A missing or unusable
-kubeconfig, or a metrics port it cannot listen on, is one line on stderr and exit status 2.
-(``speaker`` comes with the next issue; every subcommand shares ``--kubeconfig``,
-``--namespace`` and ``--metrics-port``.)
+``python -m announcers.kubernetes speaker --node NAME [--kubeconfig PATH] [--namespace NS]
+[--interface IFACE ...] [--metrics-port PORT] [--lease-duration SECONDS]
+[--renew-period SECONDS]``
+
+``controller`` allocates addresses to LoadBalancer Services (see ``docs/kubernetes.md``);
+``speaker`` runs on every node and announces them from the node the election picks (see
+``docs/speaker.md``). Both run in the foreground, log JSON lines on stderr, serve Prometheus
+metrics on ``--metrics-port`` (default 7472, MetalLB's; 0 turns them off), and on SIGTERM or
+SIGINT finish what they are writing, release their Lease (the speaker withdraws its
+announcements first) and exit 0. A missing or unusable kubeconfig, a metrics port they
+cannot listen on (and, for the speaker, a missing CAP_NET_RAW or an unknown ``--interface``)
+is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
 import socket
@@ -22,9 +28,14 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 
-from announcers.kubernetes import client, controller, logs
+from announcers.arp import sockets
+from announcers.arp.announcer import L2Announcer
+from announcers.arp.interfaces import SelectedInterface, discover_interfaces
+from announcers.base import UnknownInterfaceError
+from announcers.kubernetes import client, controller, logs, speaker
 from announcers.kubernetes.logs import log_event
 from announcers.kubernetes.metrics import Metrics
+from announcers.kubernetes.speaker_metrics import SpeakerMetrics
 
 PROG = "python -m announcers.kubernetes"
 EXIT_USAGE = 2
@@ -46,6 +57,26 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
     return port
+
+
+def _lease_duration(text: str) -> int:
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds, at least 1: {text!r}")
+    return seconds
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return seconds
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +120,38 @@ def _parser() -> argparse.ArgumentParser:
         help="handle only Services of this spec.loadBalancerClass "
         "(default: only Services without one)",
     )
+    spk = commands.add_parser(
+        "speaker",
+        help="announce the addresses from this node (run on every node)",
+        description="Keep this node's speaker Lease alive in NS, elect the node that "
+        "announces each Service's addresses (metallb_core.elect) and answer ARP and NDP for "
+        "those this node won. Needs CAP_NET_RAW and the host's network.",
+    )
+    _common(spk)
+    spk.add_argument("--node", required=True, metavar="NAME", help="this node's name")
+    spk.add_argument(
+        "--interface",
+        action="extend",
+        nargs="+",
+        metavar="IFACE",
+        help="announce on these interfaces only (default: MetalLB's interface discovery)",
+    )
+    spk.add_argument(
+        "--lease-duration",
+        metavar="SECONDS",
+        type=_lease_duration,
+        default=speaker.DEFAULT_LEASE_DURATION,
+        help="a node whose Lease was not renewed for this long is dead; whole seconds "
+        f"(default {speaker.DEFAULT_LEASE_DURATION})",
+    )
+    spk.add_argument(
+        "--renew-period",
+        metavar="SECONDS",
+        type=_seconds,
+        default=speaker.DEFAULT_RENEW_PERIOD,
+        help="renew this node's Lease this often; shorter than the lease duration "
+        f"(default {speaker.DEFAULT_RENEW_PERIOD:g})",
+    )
     return parser
 
 
@@ -98,7 +161,7 @@ def identity() -> str:
     return f"{base}_{uuid.uuid4().hex[:8]}"
 
 
-def _serve_metrics(metrics: Metrics, port: int) -> Callable[[], None]:
+def _serve_metrics(metrics: Metrics | SpeakerMetrics, port: int) -> Callable[[], None]:
     if port == 0:
         return lambda: None
     try:
@@ -149,7 +212,85 @@ def _controller(args: argparse.Namespace) -> int:
         stop_metrics()
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"controller": _controller}
+async def _run_speaker(
+    api: client.KubeApi,
+    announcer: L2Announcer,
+    settings: speaker.SpeakerSettings,
+    metrics: SpeakerMetrics,
+    interfaces: speaker.InterfaceSource,
+) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await speaker.run(api, announcer, settings, stop, interfaces=interfaces, metrics=metrics)
+    finally:
+        await api.close()
+    log_event(_log, logging.INFO, "stopped")
+    return 0
+
+
+def _speaker(args: argparse.Namespace) -> int:
+    if args.renew_period >= args.lease_duration:
+        raise _UsageError(
+            f"--renew-period ({args.renew_period:g}) must be shorter than --lease-duration "
+            f"({args.lease_duration})"
+        )
+    if not args.node.strip():
+        raise _UsageError("--node must name this node")
+    api = client.connect(args.kubeconfig)
+    try:
+        sockets.check_capability()
+    except sockets.MissingCapabilityError:
+        raise _UsageError(
+            "missing capability CAP_NET_RAW: raw packet sockets need it "
+            "(run as root, or grant CAP_NET_RAW)"
+        ) from None
+    explicit: list[str] | None = args.interface or None
+
+    def interfaces() -> list[SelectedInterface]:
+        return discover_interfaces(explicit)
+
+    try:
+        found = interfaces()
+    except UnknownInterfaceError as error:
+        raise _UsageError(str(error)) from None
+    settings = speaker.SpeakerSettings(
+        node=args.node,
+        namespace=args.namespace,
+        lease_duration=args.lease_duration,
+        renew_period=args.renew_period,
+    )
+    metrics = SpeakerMetrics(node=args.node)
+    stop_metrics = _serve_metrics(metrics, args.metrics_port)
+    announcer = L2Announcer()
+    log_event(
+        _log,
+        logging.INFO,
+        "starting speaker",
+        node=settings.node,
+        namespace=settings.namespace,
+        interfaces=[i.name for i in found],
+        lease_duration=settings.lease_duration,
+        renew_period=settings.renew_period,
+        metrics_port=args.metrics_port or None,
+        lightkube=client.LIGHTKUBE_VERSION,
+    )
+    try:
+        return asyncio.run(_run_speaker(api, announcer, settings, metrics, interfaces))
+    except Exception:
+        _log.exception("speaker crashed")  # a bug: JSON line with the traceback, exit 1
+        return 1
+    finally:
+        announcer.close()
+        stop_metrics()
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "controller": _controller,
+    "speaker": _speaker,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

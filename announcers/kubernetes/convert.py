@@ -151,3 +151,21 @@ def read_config(
             return ConfigReading("configmap", None, str(error), configmap)
         return ConfigReading("configmap", config)
     return ConfigReading("none", None)
+
+
+#: The label linking an EndpointSlice to its Service.
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+def endpoint_slice_service(endpoint_slice: Mapping[str, Any]) -> str | None:
+    """The key (``namespace/name``) of the Service an EndpointSlice belongs to, or None.
+
+    >>> endpoint_slice_service({"metadata": {"namespace": "web", "name": "nginx-x1",
+    ...                         "labels": {"kubernetes.io/service-name": "nginx"}}})
+    'web/nginx'
+    """
+    meta = endpoint_slice.get("metadata") or {}
+    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    if not service:
+        return None
+    return f"{meta.get('namespace') or 'default'}/{service}"
