@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import selectors
 import signal
 import socket
@@ -50,24 +51,29 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeAlias
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import metallb_core as core
 from announcers.kubernetes.liveness import LEASE_PREFIX
-from tests.kubernetes.emulator import EmulatorControl
-from tests.kubernetes.speaker_lab import (
-    BRIDGE_NS,
-    CLIENT_NS,
-    HTTP_PORT,
-    IFACE,
-    MAC,
-    NODES,
-    SpeakerLab,
-    entered,
-    missing,
-    wait_until,
-)
+
+# The lab and the emulator are test code, not a package: imported by name so that mypy,
+# which sees tests/kubernetes as the package "kubernetes", does not meet them twice.
+_lab: Any = importlib.import_module("tests.kubernetes.speaker_lab")
+_emulator: Any = importlib.import_module("tests.kubernetes.emulator")
+EmulatorControl = _emulator.EmulatorControl
+SpeakerLab = _lab.SpeakerLab
+Lab: TypeAlias = Any  # a SpeakerLab
+BRIDGE_NS: str = _lab.BRIDGE_NS
+CLIENT_NS: str = _lab.CLIENT_NS
+HTTP_PORT: int = _lab.HTTP_PORT
+IFACE: str = _lab.IFACE
+MAC: dict[str, str] = _lab.MAC
+NODES: tuple[str, ...] = _lab.NODES
+entered = _lab.entered
+missing = _lab.missing
+wait_until = _lab.wait_until
 
 PROBE_EVERY = 0.02
 PROBE_TIMEOUT = 0.2
@@ -172,7 +178,7 @@ class Graceful:
     outage: float
 
 
-def announcer_of(lab: SpeakerLab, address: str) -> str:
+def announcer_of(lab: Lab, address: str) -> str:
     """The node serving ``address`` now (asked afresh), waiting until one does."""
     found: list[str | None] = [None]
 
@@ -185,7 +191,7 @@ def announcer_of(lab: SpeakerLab, address: str) -> str:
     return found[0]
 
 
-def settle(lab: SpeakerLab, address: str) -> str:
+def settle(lab: Lab, address: str) -> str:
     """Every speaker up and agreeing, the elected node serving; return that node."""
     lab.start_speakers()
     winner = core.announcing_node(address, NODES)
@@ -206,7 +212,7 @@ def wait_for(condition: Callable[[], float | None], timeout: float, what: str) -
         time.sleep(0.01)
 
 
-def hard_death(lab: SpeakerLab, client: Client, address: str) -> Hard:
+def hard_death(lab: Lab, client: Client, address: str) -> Hard:
     victim = settle(lab, address)
     successor = core.announcing_node(address, [n for n in NODES if n != victim])
     assert successor is not None
@@ -223,7 +229,7 @@ def hard_death(lab: SpeakerLab, client: Client, address: str) -> Hard:
     return Hard(reached=back - killed, outage=back - before, announced=garp - killed)
 
 
-def graceful(lab: SpeakerLab, client: Client, address: str) -> Graceful:
+def graceful(lab: Lab, client: Client, address: str) -> Graceful:
     victim = settle(lab, address)
     successor = core.announcing_node(address, [n for n in NODES if n != victim])
     assert successor is not None
@@ -243,7 +249,7 @@ def graceful(lab: SpeakerLab, client: Client, address: str) -> Graceful:
     return Graceful(handover=garp - stopped, reached=back - stopped, outage=max(window, default=0))
 
 
-def lease_cost(lab: SpeakerLab, window: float) -> tuple[float, float, Counter[str]]:
+def lease_cost(lab: Lab, window: float) -> tuple[float, float, Counter[str]]:
     """Per node per minute, in a quiet window: writes to the speakers' Leases, and every
     request on them; plus the verbs of every request the emulator saw (the controller's
     own Lease included, by name)."""
@@ -272,7 +278,7 @@ def row(label: str, values: Sequence[float], target: float | None = None) -> str
     return f"| {label:<46} | {len(values):>4} | {stats(values)} | {verdict}"
 
 
-def restart_speakers(lab: SpeakerLab, args: tuple[str, ...]) -> None:
+def restart_speakers(lab: Lab, args: tuple[str, ...]) -> None:
     for process in lab.speakers.values():
         process.stop(signal.SIGTERM)
     lab.speakers.clear()
