@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import random
 import selectors
 import signal
 import socket
@@ -197,7 +198,10 @@ def settle(lab: Lab, address: str) -> str:
     winner = core.announcing_node(address, NODES)
     assert winner is not None
     lab.served_by(address, winner, timeout=15.0)
-    time.sleep(0.5)  # the client's probe back in steady state through the winner
+    # The client's probe back in steady state through the winner; then a random phase
+    # against the renewals (the winner was just restarted: its renew ticks would otherwise
+    # line up with this wait, and every kill would land just after a renewal).
+    time.sleep(0.5 + random.uniform(0.0, DEFAULT_RENEW))
     return winner
 
 

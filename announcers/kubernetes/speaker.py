@@ -441,6 +441,16 @@ class Speaker:
             log_event(
                 _log, logging.INFO, "own lease seen fresh: in contact", lease=self.lease.where
             )
+        if self.node not in self.nodes.objects and self._said.get("no node") is None:
+            self._said["no node"] = True
+            log_event(
+                _log,
+                logging.WARNING,
+                "no Node object has this node's name: this speaker will never be elected",
+                node=self.node,
+            )
+        elif self.node in self.nodes.objects:
+            self._said.pop("no node", None)
         if self.config is None:
             self._dirty.clear()
             self._all = False
