@@ -1,4 +1,4 @@
-"""The Kubernetes adapter: ``python -m announcers.kubernetes controller`` (and, next, ``speaker``).
+"""The Kubernetes adapter: ``python -m announcers.kubernetes controller`` and ``speaker``.
 
 Modules, from the outside in:
 
@@ -12,6 +12,11 @@ Modules, from the outside in:
   :mod:`~announcers.kubernetes.events`: deduplicated Events;
   :mod:`~announcers.kubernetes.metrics`: Prometheus metrics with MetalLB's names;
   :mod:`~announcers.kubernetes.logs`: JSON log lines.
+- :mod:`~announcers.kubernetes.speaker`: announcement (``metallb_core.elect`` per Service,
+  carried out by an :class:`~announcers.base.Announcer`);
+  :mod:`~announcers.kubernetes.liveness`: one Lease per node, and who is alive;
+  :mod:`~announcers.kubernetes.speaker_metrics`: the speaker's Prometheus metrics.
 
-See ``docs/kubernetes.md`` for installation and operation.
+See ``docs/kubernetes.md`` (the controller) and ``docs/speaker.md`` (the speaker) for
+installation and operation.
 """
