@@ -498,6 +498,14 @@ CORE_WORKLOAD = """
                                                                exclude=["10.0.0.1"])]))
     state = core.release(state, "web/a")
     core.announcing_node("10.0.0.1", ["n1", "n2", "n3"])
+    nodes = [core.NodeFacts.from_node({"metadata": {"name": n, "labels": {"zone": n}},
+                                       "status": {"conditions": []}}, speaker_alive=True)
+             for n in ("n1", "n2")]
+    slices = [{"metadata": {"labels": {"kubernetes.io/service-name": "e"}},
+               "endpoints": [{"nodeName": "n2", "conditions": {"ready": True}}]}]
+    for svc in services:
+        written = {**svc, "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.3"}]}}}
+        core.elect(config, written, nodes, core.ServiceEndpoints.from_slices(slices))
     for bad in (lambda: core.Pool(name="x", cidrs=["abc"]),
                 lambda: core.request_from_service(service("h", loadBalancerIP="nope"))):
         try:
