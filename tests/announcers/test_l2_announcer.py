@@ -70,16 +70,19 @@ def our_mac() -> bytes:
     return frames.parse_mac(l2lab.KIT_MACS[IFACE])
 
 
-def gratuitous_arps(received: list[bytes], ip: IPv4Address) -> list[frames.ArpFrame]:
+def arps(received: list[bytes]) -> list[frames.ArpFrame]:
+    """The ARP frames among ``received`` (the kernel's own IPv6 traffic is on the wire too)."""
     found = []
     for frame in received:
         try:
-            arp = frames.ArpFrame.decode(frame)
+            found.append(frames.ArpFrame.decode(frame))
         except frames.FrameError:
             continue
-        if arp.is_request and arp.sender_ip == arp.target_ip == ip:
-            found.append(arp)
     return found
+
+
+def gratuitous_arps(received: list[bytes], ip: IPv4Address) -> list[frames.ArpFrame]:
+    return [a for a in arps(received) if a.is_request and a.sender_ip == a.target_ip == ip]
 
 
 def unsolicited_nas(received: list[bytes], ip: IPv6Address) -> list[frames.NeighborAdvertisement]:
@@ -198,7 +201,7 @@ def test_probe_from_unspecified_address_is_not_answered(
     probe = frames.arp_request(l2lab.KIT_CLIENT_MAC, frames.UNSPECIFIED_IPV4, VIP4)
     client.listen(0.01)
     client.sock.send(probe.encode())
-    replies = [f for f in client.listen(0.3) if frames.ArpFrame.decode(f).op == frames.ArpOp.REPLY]
+    replies = [a for a in arps(client.listen(0.3)) if a.op == frames.ArpOp.REPLY]
     assert replies == []
 
 
