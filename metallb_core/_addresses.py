@@ -41,7 +41,8 @@ class AddressError(ValueError):
 
 def key_of(ip: IPAddress) -> int:
     """The ordering key of an address."""
-    return int(ip) if ip.version == 4 else int(ip) + V6_OFFSET
+    # isinstance, not the ``version`` property: this runs on every update of the state.
+    return int(ip) if isinstance(ip, IPv4Address) else int(ip) + V6_OFFSET
 
 
 def address_of(key: int) -> IPAddress:

@@ -29,7 +29,7 @@ from metallb_core._outcomes import (
     UnknownPool,
 )
 from metallb_core._request import ServiceRequest
-from metallb_core._state import State
+from metallb_core._state import State, _as_tuple
 
 Outcome = tuple[State, Allocation] | AllocationError
 
@@ -59,7 +59,7 @@ def family_of(ips: Sequence[str]) -> str:
 
 def unusable_reason(state: State, k: int, req: ServiceRequest) -> AllocationError | None:
     """Why ``req`` may not use address key ``k`` (sharing or ports), or ``None`` if it may."""
-    others = [h for h in state._holders.get(k, ()) if h != req.key]
+    others = [h for h in _as_tuple(state._holders.get(k, ())) if h != req.key]
     if not others:
         return None
     recorded = state._allocs[others[0]]
@@ -86,10 +86,11 @@ def _first_usable(state: State, span: _Span, req: ServiceRequest) -> int | None:
     index = state._index
     x = index.next_usable(span.lo)
     if x <= span.hi:
-        run = state._runs.floor_item(x)
-        if run is not None and run[1] >= x:
-            # Runs are maximal: the first usable address after one is never held.
-            x = index.next_usable(run[1] + 1)
+        # When x is held: the end of its run of held addresses with nothing usable between
+        # them. The first usable address after that is free.
+        end = state._holders.run_end(x, index.ordinal)
+        if end is not None:
+            x = index.next_usable(end + 1)
     free = x if x <= span.hi else None
     if req.sharing_key:
         # A held address is usable too when it is shared under the same key: the lowest wins.

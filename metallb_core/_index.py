@@ -26,7 +26,7 @@ NEVER = 1 << 200
 class _Span:
     """One pool CIDR as a key interval."""
 
-    __slots__ = ("excl_ends", "excl_starts", "hi", "lo", "pool", "skip_buggy")
+    __slots__ = ("excl_ends", "excl_removed", "excl_starts", "hi", "lo", "pool", "skip_buggy")
 
     def __init__(self, lo: int, hi: int, pool: int, avoid_buggy: bool, excl: list[tuple[int, int]]):
         self.lo = lo
@@ -35,6 +35,12 @@ class _Span:
         self.skip_buggy = avoid_buggy and lo < V6_OFFSET
         self.excl_starts = [a for a, _ in excl]
         self.excl_ends = [b for _, b in excl]
+        # excl_removed[j]: usable addresses the first j exclusions take away (an address both
+        # excluded and avoided is taken away once).
+        self.excl_removed = [0]
+        for a, b in excl:
+            gone = b - a + 1 - (buggy_between(a, b) if self.skip_buggy else 0)
+            self.excl_removed.append(self.excl_removed[-1] + gone)
 
 
 class ConfigIndex:
@@ -63,6 +69,10 @@ class ConfigIndex:
         spans.sort(key=lambda s: s.lo)
         self._spans = spans
         self._starts = [s.lo for s in spans]
+        # _before[i]: usable addresses in the spans before spans[i] (all pools together).
+        self._before = [0]
+        for span in spans:
+            self._before.append(self._before[-1] + self._usable_count(span, span.lo, span.hi))
         # Pools tried when a Service names none: unrestricted auto-assign pools, config order.
         self.fallback: tuple[int, ...] = tuple(
             i for i, p in enumerate(config.pools) if p.auto_assign and p.service_allocation is None
@@ -102,6 +112,39 @@ class ConfigIndex:
         if j >= 0 and span.excl_ends[j] >= key:
             return None
         return span.pool
+
+    def ordinal(self, key: int) -> int:
+        """How many addresses ``<= key`` some pool may hand out, in O(log C + log X).
+
+        Two usable addresses ``a < b`` have nothing usable between them exactly when
+        ``ordinal(b) == ordinal(a) + 1``: the numbering the free-address search runs on.
+
+        >>> from metallb_core import Config, Pool
+        >>> ix = ConfigIndex(Config(pools=[Pool(name="p", cidrs=["10.0.0.0/30"])]))
+        >>> from metallb_core._addresses import key_of
+        >>> from ipaddress import ip_address
+        >>> ix.ordinal(key_of(ip_address("10.0.0.0"))), ix.ordinal(key_of(ip_address("10.0.0.9")))
+        (1, 4)
+        """
+        i = bisect.bisect_right(self._starts, key) - 1
+        if i < 0:
+            return 0
+        span = self._spans[i]
+        if key >= span.hi:
+            return self._before[i + 1]
+        lo = span.lo
+        count = key - lo + 1
+        if span.skip_buggy:
+            count -= buggy_between(lo, key)
+        j = bisect.bisect_right(span.excl_starts, key) - 1
+        if j >= 0:
+            count -= span.excl_removed[j]
+            end = min(span.excl_ends[j], key)
+            a = span.excl_starts[j]
+            count -= end - a + 1
+            if span.skip_buggy:
+                count += buggy_between(a, end)
+        return self._before[i] + count
 
     def next_usable(self, key: int) -> int:
         """The smallest key ``>= key`` that its pool may hand out, or :data:`NEVER`."""

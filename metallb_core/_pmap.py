@@ -9,8 +9,10 @@ tree is shallow and most of the work is done by :mod:`bisect` and list slicing i
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from itertools import accumulate
 from typing import Any, Generic, Protocol, TypeVar, overload
 
 
@@ -229,9 +231,18 @@ class PMap(Mapping[K, V], Generic[K, V]):
 
     def pop(self, key: K) -> tuple[PMap[K, V], V | None]:
         """A new map without ``key``, and the value it had (``(self, None)`` when absent)."""
-        path, (keys, vals) = self._descend(key)
+        # The descent is inlined: a release is a pop and little else.
+        path: list[tuple[_Node, int]] = []
+        node = self._root
+        for _ in range(self._height):
+            i = bisect_right(node[0], key) - 1
+            if i < 0:
+                return self, None
+            path.append((node, i))
+            node = node[1][i]
+        keys, vals = node
         j = bisect_left(keys, key)
-        if j >= len(keys) or keys[j] != key:
+        if j == len(keys) or keys[j] != key:
             return self, None
         value = vals[j]
         keys = keys.copy()
@@ -324,3 +335,249 @@ def _copy_path(path: list[tuple[_Node, int]], node: _Node) -> _Node:
             keys[i] = first
         node = (keys, children)
     return node
+
+
+# -- a map that knows how many items each subtree holds --------------------------------------
+#
+# A branch of a CountedPMap is a triple ``(keys, children, counts)``: counts[i] is the number
+# of items under children[i], in an ``array`` of machine integers (copied by a memcpy and not
+# tracked by the garbage collector, unlike a list). Leaves stay pairs. An update copies the
+# counts of each branch on its path and adjusts one entry, so updates stay O(log n); a value
+# replacement shares the counts unchanged.
+
+
+def _size(node: Any) -> int:
+    """Items under a node: a leaf's length, or the sum of a counted branch's counts."""
+    return len(node[0]) if len(node) == 2 else sum(node[2])
+
+
+def _csplit(node: Any) -> list[Any]:
+    """One node (leaf or counted branch), or two halves when it grew past ``_MAX``."""
+    keys = node[0]
+    if len(keys) <= _MAX:
+        return [node]
+    half = len(keys) // 2
+    if len(node) == 2:
+        return [(keys[:half], node[1][:half]), (keys[half:], node[1][half:])]
+    items, counts = node[1], node[2]
+    return [
+        (keys[:half], items[:half], counts[:half]),
+        (keys[half:], items[half:], counts[half:]),
+    ]
+
+
+def _ccopy(path: list[tuple[Any, int]], node: Any, delta: int, rekey: bool) -> Any:
+    """Copy the counted branches of ``path`` bottom-up around a new bottom ``node``.
+
+    ``delta`` is the change in the number of items under it; ``rekey`` says whether its
+    first key may have changed (the separators above are then refreshed).
+    """
+    for (keys, children, counts), i in reversed(path):
+        children = children.copy()
+        children[i] = node
+        if delta:
+            counts = counts[:]
+            counts[i] += delta
+        if rekey and keys[i] != node[0][0]:
+            keys = keys.copy()
+            keys[i] = node[0][0]
+        node = (keys, children, counts)
+    return node
+
+
+class CountedPMap(PMap[K, V]):
+    """A :class:`PMap` whose branches also count the items under each child.
+
+    The counts give positions in O(log n) (:meth:`position`), and with them
+    :meth:`run_end`: the end of a run of keys that are consecutive under some numbering of the
+    key space, found by a descent that skips whole subtrees, whatever the run's length.
+
+    >>> m = CountedPMap[int, str]().set(5, "a").set(6, "b").set(7, "c").set(9, "d")
+    >>> m.position(7), m.run_end(5, lambda k: k), m.run_end(9, lambda k: k)
+    (2, 7, 9)
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def from_sorted(cls, items: list[tuple[K, V]]) -> CountedPMap[K, V]:
+        """Build from items already sorted by key, without duplicates, in O(n)."""
+        if not items:
+            return cls()
+        step = _MAX // 2 + _MAX // 4
+        level: list[Any] = [
+            ([k for k, _ in items[i : i + step]], [v for _, v in items[i : i + step]])
+            for i in range(0, len(items), step)
+        ]
+        height = 0
+        while len(level) > 1:
+            level = [
+                (
+                    [c[0][0] for c in level[i : i + step]],
+                    level[i : i + step],
+                    array("q", [_size(c) for c in level[i : i + step]]),
+                )
+                for i in range(0, len(level), step)
+            ]
+            height += 1
+        return cls._make(level[0], height, len(items))  # type: ignore[return-value]
+
+    def set(self, key: K, value: V) -> CountedPMap[K, V]:
+        """A new map where ``key`` maps to ``value``."""
+        path, (keys, vals) = self._descend(key)
+        j = bisect_left(keys, key)
+        if j < len(keys) and keys[j] == key:
+            vals = vals.copy()
+            vals[j] = value
+            # Same keys, same counts: only the children lists on the path are copied.
+            root = _ccopy(path, (keys, vals), 0, False)
+            return self._make(root, self._height, self._len)  # type: ignore[return-value]
+        return self.add(key, value)[0]
+
+    def pop(self, key: K) -> tuple[CountedPMap[K, V], V | None]:
+        """A new map without ``key``, and the value it had (``(self, None)`` when absent)."""
+        # The descent is inlined: release, the hot caller, is a pop and little else.
+        path: list[tuple[Any, int]] = []
+        node: Any = self._root
+        for _ in range(self._height):
+            i = bisect_right(node[0], key) - 1
+            if i < 0:
+                return self, None
+            path.append((node, i))
+            node = node[1][i]
+        keys, vals = node
+        j = bisect_left(keys, key)
+        if j == len(keys) or keys[j] != key:
+            return self, None
+        value = vals[j]
+        keys = keys.copy()
+        del keys[j]
+        vals = vals.copy()
+        del vals[j]
+        if keys and (len(keys) >= _MIN or not path):
+            root = _ccopy(path, (keys, vals), -1, not j)
+            return self._make(root, self._height, self._len - 1), value  # type: ignore[return-value]
+        return self._rebuilt(path, [(keys, vals)] if keys else [], self._len - 1), value
+
+    def add(self, key: K, value: V) -> tuple[CountedPMap[K, V], V | None]:
+        """A new map with ``key -> value`` added, or ``(self, its value)`` if ``key`` is present.
+
+        One descent where a lookup followed by :meth:`set` would make two.
+        """
+        path, (keys, vals) = self._descend(key)
+        j = bisect_left(keys, key)
+        if j < len(keys) and keys[j] == key:
+            return self, vals[j]
+        keys = keys.copy()
+        keys.insert(j, key)
+        vals = vals.copy()
+        vals.insert(j, value)
+        if len(keys) > _MAX:
+            return self._rebuilt(path, _csplit((keys, vals)), self._len + 1), None
+        root = _ccopy(path, (keys, vals), 1, not j)
+        return self._make(root, self._height, self._len + 1), None  # type: ignore[return-value]
+
+    def delete(self, key: K) -> CountedPMap[K, V]:
+        """A new map without ``key`` (the same map when ``key`` is absent)."""
+        return self.pop(key)[0]
+
+    def split_item(self, key: K, value: V, new: K, new_value: V) -> CountedPMap[K, V]:
+        """As :meth:`PMap.split_item` (two updates here)."""
+        return self.set(key, value).set(new, new_value)
+
+    def replace_key(self, old: K, new: K, value: V) -> CountedPMap[K, V]:
+        """As :meth:`PMap.replace_key` (two updates here)."""
+        return self.delete(old).set(new, value)
+
+    def _rebuilt(
+        self, path: list[tuple[_Node, int]], parts: list[Any], length: int
+    ) -> CountedPMap[K, V]:
+        """Replace the node at the bottom of ``path`` by ``parts`` (split, merged or gone)."""
+        height = self._height
+        while path:
+            (bkeys, children, counts), i = path.pop()  # type: ignore[misc]
+            children = children[:i] + parts + children[i + 1 :]
+            bkeys = bkeys[:i] + [p[0][0] for p in parts] + bkeys[i + 1 :]
+            counts = counts[:i] + array("q", [_size(p) for p in parts]) + counts[i + 1 :]
+            if len(parts) == 1 and len(parts[0][0]) < _MIN and len(children) > 1:
+                k = i if i + 1 < len(children) else i - 1
+                left, right = children[k], children[k + 1]
+                if len(left) == 2:
+                    both: Any = (left[0] + right[0], left[1] + right[1])
+                else:
+                    both = (left[0] + right[0], left[1] + right[1], left[2] + right[2])
+                merged = _csplit(both)
+                children[k : k + 2] = merged
+                bkeys[k : k + 2] = [m[0][0] for m in merged]
+                counts[k : k + 2] = array("q", [_size(m) for m in merged])
+            parts = _csplit((bkeys, children, counts)) if children else []
+        if not parts:
+            return self._make(_EMPTY, 0, length)  # type: ignore[return-value]
+        if len(parts) > 1:
+            top: Any = ([p[0][0] for p in parts], parts, array("q", [_size(p) for p in parts]))
+            return self._make(top, height + 1, length)  # type: ignore[return-value]
+        root = parts[0]
+        while height > 0 and len(root[1]) == 1:
+            root = root[1][0]
+            height -= 1
+        return self._make(root, height, length)  # type: ignore[return-value]
+
+    # -- positional queries ----------------------------------------------------------------
+
+    def position(self, key: K) -> int:
+        """How many keys are smaller than ``key`` (its index when present), in O(log n)."""
+        node: Any = self._root
+        pos = 0
+        for _ in range(self._height):
+            i = bisect_right(node[0], key) - 1
+            if i > 0:
+                pos += sum(node[2][:i])
+            elif i < 0:
+                return 0
+            node = node[1][i]
+        return pos + bisect_left(node[0], key)
+
+    def run_end(self, key: K, number: Callable[[K], int]) -> K | None:
+        """The last key of the run of consecutive keys that starts at ``key``; ``None`` if absent.
+
+        ``number`` numbers the key space, strictly increasing over the map's keys; keys ``a <
+        b`` next to each other in the map are consecutive when ``number(b) == number(a) + 1``.
+        Since ``number(k) - position(k)`` never decreases along the keys, the run ends at the
+        last key where it still equals its value at ``key``: one descent to ``key`` for its
+        position, a check of the map's last key (runs often go on to the end), then one
+        descent with a binary search among the children of each node: O(log n) calls of
+        ``number`` in all.
+        """
+        node: Any = self._root
+        height = self._height
+        pos = 0
+        for _ in range(height):
+            i = bisect_right(node[0], key) - 1
+            if i > 0:
+                pos += sum(node[2][:i])
+            elif i < 0:
+                return None
+            node = node[1][i]
+        keys = node[0]
+        j = bisect_left(keys, key)
+        if j == len(keys) or keys[j] != key:
+            return None
+        target = number(key) - pos - j
+        node = self._root
+        for _ in range(height):
+            node = node[1][-1]
+        last_key = node[0][-1]
+        if number(last_key) - (self._len - 1) <= target:
+            return last_key  # type: ignore[no-any-return]
+        node = self._root
+        base = 0  # items before ``node``
+        for _ in range(height):
+            keys, children, counts = node
+            starts = list(accumulate(counts, initial=base))
+            # The first child always qualifies: it starts at or before ``key``'s run.
+            i = bisect_right(range(len(keys)), target, key=lambda c: number(keys[c]) - starts[c])
+            base = starts[i - 1]
+            node = children[i - 1]
+        keys = node[0]
+        j = bisect_right(range(len(keys)), target, key=lambda t: number(keys[t]) - base - t)
+        return keys[j - 1]  # type: ignore[no-any-return]

@@ -4,11 +4,14 @@ A :class:`State` holds the configuration and every allocation, plus indexes kept
 with them so that no operation ever scans a pool address by address:
 
 - ``_allocs``: key -> :class:`Allocation`.
-- ``_holders``: address key -> sorted keys of the Services holding it (several when shared).
-- ``_runs``: maximal runs of held addresses, start -> end, where two held addresses belong to
-  one run when nothing between them could be handed out (addresses outside every pool,
-  excluded or avoided ones). The first free address after any point is then found with one or
-  two lookups, whatever the pool size or how full it is.
+- ``_holders``: address key -> the key of the Service holding it, or the sorted tuple of keys
+  when several share it (a lone holder is stored bare: no tuple per address to allocate,
+  keep and visit on a release).
+  It is a :class:`~metallb_core._pmap.CountedPMap`: each branch knows how many addresses each
+  of its subtrees holds, so the first free address after any point is found by one descent
+  that skips every subtree whose addresses are all held (numbered by
+  :meth:`~metallb_core._index.ConfigIndex.ordinal`, which counts only the addresses a pool
+  may hand out), whatever the pool size or how full it is.
 - ``_shared``: sharing key -> sorted address keys whose holders use that key.
 - ``_usage``: per pool, the number of distinct held IPv4 and IPv6 addresses.
 
@@ -25,7 +28,7 @@ from metallb_core._addresses import V6_OFFSET, key_of
 from metallb_core._config import Config
 from metallb_core._index import ConfigIndex
 from metallb_core._outcomes import Allocation
-from metallb_core._pmap import PMap
+from metallb_core._pmap import CountedPMap, PMap
 
 
 class State:
@@ -40,12 +43,11 @@ class State:
     (True, 0)
     """
 
-    __slots__ = ("_allocs", "_holders", "_index", "_runs", "_shared", "_usage")
+    __slots__ = ("_allocs", "_holders", "_index", "_shared", "_usage")
 
     _index: ConfigIndex
     _allocs: PMap[str, Allocation]
-    _holders: PMap[int, tuple[str, ...]]
-    _runs: PMap[int, int]
+    _holders: CountedPMap[int, str | tuple[str, ...]]
     _shared: PMap[str, tuple[int, ...]]
     _usage: tuple[int, ...]
 
@@ -57,19 +59,16 @@ class State:
         cls,
         index: ConfigIndex,
         allocs: PMap[str, Allocation],
-        holders: PMap[int, tuple[str, ...]],
-        runs: PMap[int, int],
+        holders: CountedPMap[int, str | tuple[str, ...]],
         shared: PMap[str, tuple[int, ...]],
         usage: tuple[int, ...],
     ) -> State:
         state = object.__new__(cls)
-        setter = object.__setattr__
-        setter(state, "_index", index)
-        setter(state, "_allocs", allocs)
-        setter(state, "_holders", holders)
-        setter(state, "_runs", runs)
-        setter(state, "_shared", shared)
-        setter(state, "_usage", usage)
+        _set_index(state, index)
+        _set_allocs(state, allocs)
+        _set_holders(state, holders)
+        _set_shared(state, shared)
+        _set_usage(state, usage)
         return state
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -79,7 +78,7 @@ class State:
     def empty(cls, config: Config) -> State:
         """A state with ``config`` and no allocation."""
         index = ConfigIndex(config)
-        return cls._make(index, PMap(), PMap(), PMap(), PMap(), (0,) * (2 * len(config.pools)))
+        return cls._make(index, PMap(), CountedPMap(), PMap(), (0,) * (2 * len(config.pools)))
 
     @property
     def config(self) -> Config:
@@ -97,7 +96,7 @@ class State:
 
     def holders(self, ip: object) -> tuple[str, ...]:
         """The keys holding ``ip`` (an address object), in key order."""
-        return self._holders.get(key_of(ip), ())  # type: ignore[arg-type]
+        return _as_tuple(self._holders.get(key_of(ip), ()))  # type: ignore[arg-type]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, State):
@@ -118,97 +117,57 @@ class State:
         allocs, alloc = self._allocs.pop(key)
         if alloc is None:
             return self
-        return self._minus(alloc, allocs)
-
-    def _minus(self, alloc: Allocation, allocs: PMap[str, Allocation] | None = None) -> State:
-        key = alloc.key
-        if allocs is None:
-            allocs = self._allocs.delete(key)
-        holders, runs, shared = self._holders, self._runs, self._shared
-        usage = self._usage
+        holders, shared, usage = self._holders, self._shared, self._usage
         pool = self._index.by_name.get(alloc.pool)
+        sharing_key = alloc.sharing_key
         for ip in alloc.ips:
             k = key_of(ip)
             holders, held = holders.pop(k)
-            if held is not None and len(held) > 1:
-                holders = holders.set(k, tuple(h for h in held if h != key))
+            if type(held) is tuple:  # shared: the others keep it
+                rest = tuple(h for h in held if h != key)
+                holders = holders.set(k, rest if len(rest) > 1 else rest[0])
                 continue
-            runs = _runs_remove(runs, holders, self._index, k)
-            if alloc.sharing_key:
-                shared = _sorted_remove(shared, alloc.sharing_key, k)
+            if sharing_key:
+                shared = _sorted_remove(shared, sharing_key, k)
             if pool is not None:
-                slot = 2 * pool + (k >= V6_OFFSET)
-                usage = (*usage[:slot], usage[slot] - 1, *usage[slot + 1 :])
-        return State._make(self._index, allocs, holders, runs, shared, usage)
+                counts = list(usage)
+                counts[2 * pool + (k >= V6_OFFSET)] -= 1
+                usage = tuple(counts)
+        return State._make(self._index, allocs, holders, shared, usage)
 
     def _with(self, alloc: Allocation, keys: list[int], pool: int) -> State:
         """This state plus ``alloc`` (its address ``keys``, in ``pool``).
 
         The caller checked that the key holds nothing and that the addresses are usable.
         """
-        holders, runs, shared = self._holders, self._runs, self._shared
+        holders, shared = self._holders, self._shared
         usage = self._usage
         for k in keys:
-            held = holders.get(k)
-            if held:
-                holders = holders.set(k, tuple(sorted((*held, alloc.key))))
+            holders, held = holders.add(k, alloc.key)
+            if held is not None:
+                holders = holders.set(k, tuple(sorted((*_as_tuple(held), alloc.key))))
                 continue
-            holders = holders.set(k, (alloc.key,))
-            runs = _runs_add(runs, self._index, k)
             if alloc.sharing_key:
                 shared = _sorted_insert(shared, alloc.sharing_key, k)
             slot = 2 * pool + (k >= V6_OFFSET)
-            usage = (*usage[:slot], usage[slot] + 1, *usage[slot + 1 :])
-        return State._make(
-            self._index, self._allocs.set(alloc.key, alloc), holders, runs, shared, usage
-        )
+            counts = list(usage)
+            counts[slot] += 1
+            usage = tuple(counts)
+        return State._make(self._index, self._allocs.set(alloc.key, alloc), holders, shared, usage)
 
 
-def _runs_add(runs: PMap[int, int], index: ConfigIndex, k: int) -> PMap[int, int]:
-    left = runs.floor_item(k)
-    right = runs.ceiling_item(k + 1)
-    join_left = left is not None and index.next_usable(left[1] + 1) >= k
-    join_right = right is not None and index.next_usable(k + 1) >= right[0]
-    if left is not None and join_left:
-        if right is not None and join_right:
-            return runs.delete(right[0]).set(left[0], right[1])
-        return runs.set(left[0], k)
-    if right is not None and join_right:
-        return runs.delete(right[0]).set(k, right[1])
-    return runs.set(k, k)
+# The slots' own setters: they bypass the __setattr__ that keeps a State immutable, and cost
+# less than object.__setattr__ with a name (a state is made on every transition).
+_set_index = State.__dict__["_index"].__set__
+_set_allocs = State.__dict__["_allocs"].__set__
+_set_holders = State.__dict__["_holders"].__set__
+_set_shared = State.__dict__["_shared"].__set__
+_set_usage = State.__dict__["_usage"].__set__
 
 
-def _runs_remove(
-    runs: PMap[int, int], holders_after: PMap[int, tuple[str, ...]], index: ConfigIndex, k: int
-) -> PMap[int, int]:
-    found = runs.floor_item(k)
-    assert found is not None, "a held address is always inside a run"
-    assert found[1] >= k, "a held address is always inside a run"
-    start, end = found
-    # Runs start and end on held addresses: trim each remaining part to its held ends. Every
-    # usable address inside a run is held, so a usable neighbour of k is the end sought.
-    if start < k:
-        last = k - 1 if index.owner(k - 1) is not None else _held_before(holders_after, k)
-        if k < end:
-            first = k + 1 if index.owner(k + 1) is not None else _held_after(holders_after, k)
-            return runs.split_item(start, last, first, end)  # nothing lies between them
-        return runs.set(start, last)  # same key: a value replacement, no rebalancing
-    if k < end:
-        first = k + 1 if index.owner(k + 1) is not None else _held_after(holders_after, k)
-        return runs.replace_key(start, first, end)  # nothing lies between start and first
-    return runs.delete(start)
-
-
-def _held_before(holders: PMap[int, tuple[str, ...]], k: int) -> int:
-    found = holders.floor_item(k - 1)
-    assert found is not None
-    return found[0]
-
-
-def _held_after(holders: PMap[int, tuple[str, ...]], k: int) -> int:
-    found = holders.ceiling_item(k + 1)
-    assert found is not None
-    return found[0]
+def _as_tuple(held: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The holders of an address as a tuple, from the map's value."""
+    return (held,) if type(held) is str else held  # type: ignore[return-value]
 
 
 def _sorted_insert(
