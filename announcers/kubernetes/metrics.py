@@ -30,7 +30,37 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 import metallb_core as core
 
 
-class Metrics:
+class Exposition:
+    """A Prometheus registry, read for tests and served over HTTP (the controller's and the
+    speaker's metrics share this)."""
+
+    registry: CollectorRegistry
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The current value of one sample (None when absent); for tests and logs."""
+        result = self.registry.get_sample_value(name, labels)
+        return None if result is None else float(result)
+
+    def render(self) -> bytes:
+        """The exposition text, as the HTTP endpoint serves it."""
+        return bytes(generate_latest(self.registry))
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> tuple[int, Callable[[], None]]:
+        """Serve ``/metrics`` on ``addr:port`` in a thread; return the port and a stopper.
+
+        ``OSError`` when the port cannot be bound.
+        """
+        server, thread = start_http_server(port, addr=addr, registry=self.registry)
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=2)
+
+        return int(server.server_port), stop
+
+
+class Metrics(Exposition):
     """The controller's metrics on a private registry (several controllers can share a process).
 
     >>> m = Metrics()
@@ -119,26 +149,3 @@ class Metrics:
             self.ipv4_addresses_in_use_total,
             self.ipv6_addresses_in_use_total,
         )
-
-    def value(self, name: str, **labels: str) -> float | None:
-        """The current value of one sample (None when absent); for tests and logs."""
-        result = self.registry.get_sample_value(name, labels)
-        return None if result is None else float(result)
-
-    def render(self) -> bytes:
-        """The exposition text, as the HTTP endpoint serves it."""
-        return bytes(generate_latest(self.registry))
-
-    def serve(self, port: int, addr: str = "0.0.0.0") -> tuple[int, Callable[[], None]]:
-        """Serve ``/metrics`` on ``addr:port`` in a thread; return the port and a stopper.
-
-        ``OSError`` when the port cannot be bound.
-        """
-        server, thread = start_http_server(port, addr=addr, registry=self.registry)
-
-        def stop() -> None:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=2)
-
-        return int(server.server_port), stop

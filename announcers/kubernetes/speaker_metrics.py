@@ -27,12 +27,14 @@ when the metrics are scraped; an announcer without counters (the mock) reports z
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+from announcers.kubernetes.metrics import Exposition
 
 
 @runtime_checkable
@@ -79,7 +81,7 @@ class _AnnouncerCollector(Collector):
         yield from (answered, sent, conflicts)
 
 
-class SpeakerMetrics:
+class SpeakerMetrics(Exposition):
     """The speaker's metrics (see the module docstring) on a private registry.
 
     >>> m = SpeakerMetrics(node="n1")
@@ -157,26 +159,3 @@ class SpeakerMetrics:
             self.announced.labels(service=service, protocol="layer2", node=self.node, ip=ip).set(1)
         self._announced = set(pairs)
         self.announced_ips.set(len({ip for _, ip in pairs}))
-
-    def value(self, name: str, **labels: str) -> float | None:
-        """The current value of one sample (None when absent); for tests and logs."""
-        result = self.registry.get_sample_value(name, labels)
-        return None if result is None else float(result)
-
-    def render(self) -> bytes:
-        """The exposition text, as the HTTP endpoint serves it."""
-        return bytes(generate_latest(self.registry))
-
-    def serve(self, port: int, addr: str = "0.0.0.0") -> tuple[int, Callable[[], None]]:
-        """Serve ``/metrics`` on ``addr:port`` in a thread; return the port and a stopper.
-
-        ``OSError`` when the port cannot be bound.
-        """
-        server, thread = start_http_server(port, addr=addr, registry=self.registry)
-
-        def stop() -> None:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=2)
-
-        return int(server.server_port), stop
