@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import importlib
 import os
 import selectors
 import socket
@@ -37,13 +38,19 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "announcers"))
 
-from announcers.arp import L2Announcer
+from announcers.arp import L2Announcer  # noqa: E402 - after the path set-up above
+
+# The probe is the network-namespace tests' own (tests/announcers/l2lab.py).
+_l2lab: Any = importlib.import_module("l2lab")
 
 CLONE_NEWNET = 0x40000000
 BRIDGE_NS, BRIDGE = "m4fbr", "m4fbr0"
@@ -136,65 +143,6 @@ class Servers:
                     connection.close()
 
 
-@dataclass
-class Probe:
-    """Starts a TCP connect to ``address`` every 50 ms from the client namespace, each with
-    a 200 ms timeout; records the completion time of every success."""
-
-    address: IPv4Address | IPv6Address
-    successes: list[float] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        family = socket.AF_INET if self.address.version == 4 else socket.AF_INET6
-        target = (str(self.address), TCP_PORT)
-        selector = selectors.DefaultSelector()
-        pending: dict[socket.socket, float] = {}
-        with entered(CLIENT_NS):
-            next_start = time.monotonic()
-            while not self._stop.is_set():
-                now = time.monotonic()
-                if now >= next_start:
-                    sock = socket.socket(family, socket.SOCK_STREAM)
-                    sock.setblocking(False)
-                    with contextlib.suppress(BlockingIOError):
-                        sock.connect(target)
-                    selector.register(sock, selectors.EVENT_WRITE)
-                    pending[sock] = now + PROBE_TIMEOUT
-                    next_start += PROBE_EVERY
-                for key, _ in selector.select(max(0.0, next_start - time.monotonic())):
-                    sock = key.fileobj  # type: ignore[assignment]
-                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                        self.successes.append(time.monotonic())
-                    selector.unregister(sock)
-                    del pending[sock]
-                    sock.close()
-                now = time.monotonic()
-                for sock, deadline in list(pending.items()):
-                    if now >= deadline:
-                        selector.unregister(sock)
-                        del pending[sock]
-                        sock.close()
-            for sock in pending:
-                sock.close()
-
-    def first_after(self, moment: float) -> float | None:
-        return next((t for t in self.successes if t > moment), None)
-
-    def last_before(self, moment: float) -> float | None:
-        return max((t for t in self.successes if t <= moment), default=None)
-
-
 def client_neighbour(address: IPv4Address | IPv6Address) -> str:
     return ns(CLIENT_NS, "ip", "neigh", "show", str(address), "dev", IFACE).strip()
 
@@ -213,9 +161,8 @@ def one_failover(address: IPv4Address | IPv6Address, *, announce: bool, limit: f
     with entered(NODES[0]):
         node1 = L2Announcer()
         node1.announce(address, IFACE)
-    probe = Probe(address)
-    probe.start()
-    try:
+    probe = _l2lab.Prober(CLIENT_NS, address, TCP_PORT)
+    with probe:
         deadline = time.monotonic() + 5.0
         while len(probe.successes) < 5:
             if time.monotonic() > deadline:
@@ -239,8 +186,6 @@ def one_failover(address: IPv4Address | IPv6Address, *, announce: bool, limit: f
             moved = MAC[NODES[1]] in client_neighbour(address)
         finally:
             node2.close()
-    finally:
-        probe.stop()
     first = probe.first_after(killed)
     last = probe.last_before(killed)
     assert first is not None

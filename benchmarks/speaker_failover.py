@@ -37,10 +37,8 @@ here): MetalLB about 4-6 s, kube-vip 13-19.5 s with its current Lease defaults, 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import random
-import selectors
 import signal
 import socket
 import statistics
@@ -51,6 +49,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -62,6 +61,8 @@ from announcers.kubernetes.liveness import LEASE_PREFIX
 # The lab and the emulator are test code, not a package: imported by name so that mypy,
 # which sees tests/kubernetes as the package "kubernetes", does not meet them twice.
 _lab: Any = importlib.import_module("tests.kubernetes.speaker_lab")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "announcers"))
+_l2lab: Any = importlib.import_module("l2lab")
 _emulator: Any = importlib.import_module("tests.kubernetes.emulator")
 EmulatorControl = _emulator.EmulatorControl
 SpeakerLab = _lab.SpeakerLab
@@ -95,48 +96,25 @@ class Client:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
+    _prober: Any = None
+
     def start(self) -> None:
-        for target in (self._probe, self._sniff):
-            thread = threading.Thread(target=target, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        # The probe is the network-namespace tests' own (tests/announcers/l2lab.py).
+        self._prober = _l2lab.Prober(
+            CLIENT_NS, ip_address(self.address), HTTP_PORT, every=PROBE_EVERY, timeout=PROBE_TIMEOUT
+        )
+        self.successes = self._prober.successes  # the prober appends; readers see it live
+        self._prober.__enter__()
+        thread = threading.Thread(target=self._sniff, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join()
-
-    def _probe(self) -> None:
-        selector = selectors.DefaultSelector()
-        pending: dict[socket.socket, float] = {}
-        with entered(CLIENT_NS):
-            next_start = time.monotonic()
-            while not self._stop.is_set():
-                now = time.monotonic()
-                if now >= next_start:
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    sock.setblocking(False)
-                    with contextlib.suppress(BlockingIOError):
-                        sock.connect((self.address, HTTP_PORT))
-                    selector.register(sock, selectors.EVENT_WRITE)
-                    pending[sock] = now + PROBE_TIMEOUT
-                    next_start += PROBE_EVERY
-                for key, _ in selector.select(max(0.0, next_start - time.monotonic())):
-                    done = key.fileobj
-                    assert isinstance(done, socket.socket)
-                    if done.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                        self.successes.append(time.monotonic())
-                    selector.unregister(done)
-                    del pending[done]
-                    done.close()
-                now = time.monotonic()
-                for sock, deadline in list(pending.items()):
-                    if now >= deadline:
-                        selector.unregister(sock)
-                        del pending[sock]
-                        sock.close()
-            for sock in pending:
-                sock.close()
+        if self._prober is not None:
+            self._prober.__exit__(None, None, None)
 
     def _sniff(self) -> None:
         target = socket.inet_aton(self.address)

@@ -462,12 +462,25 @@ class WireClient:
 
 
 class Prober:
-    """A client in ``ns`` starting a TCP connect to ``address`` every 50 ms (200 ms timeout),
-    recording the completion time of each success (L2_REFERENCE.md §5.4)."""
+    """A client in ``ns`` starting a TCP connect to ``address`` every ``every`` seconds (each
+    with a ``timeout``), recording the completion time of each success (L2_REFERENCE.md §5.4).
 
-    def __init__(self, ns: str, address: IPv4Address | IPv6Address, port: int = HTTP_PORT) -> None:
+    The failover benchmarks measure with this same prober.
+    """
+
+    def __init__(
+        self,
+        ns: str,
+        address: IPv4Address | IPv6Address,
+        port: int = HTTP_PORT,
+        *,
+        every: float = 0.05,
+        timeout: float = 0.2,
+    ) -> None:
         self.ns = ns
         self.target = (str(address), port)
+        self.every = every
+        self.timeout = timeout
         self.family = socket.AF_INET if address.version == 4 else socket.AF_INET6
         self.successes: list[float] = []
         self._stop = threading.Event()
@@ -484,6 +497,14 @@ class Prober:
     def successes_after(self, moment: float) -> int:
         return sum(1 for t in list(self.successes) if t > moment)
 
+    def first_after(self, moment: float) -> float | None:
+        """The first success after ``moment``, or None."""
+        return next((t for t in list(self.successes) if t > moment), None)
+
+    def last_before(self, moment: float) -> float | None:
+        """The last success at or before ``moment``, or None."""
+        return max((t for t in list(self.successes) if t <= moment), default=None)
+
     def _run(self) -> None:
         selector = selectors.DefaultSelector()
         pending: dict[socket.socket, float] = {}
@@ -496,8 +517,8 @@ class Prober:
                     with contextlib.suppress(BlockingIOError):
                         sock.connect(self.target)
                     selector.register(sock, selectors.EVENT_WRITE)
-                    pending[sock] = time.monotonic() + 0.2
-                    next_start += 0.05
+                    pending[sock] = time.monotonic() + self.timeout
+                    next_start += self.every
                 for key, _ in selector.select(max(0.0, next_start - time.monotonic())):
                     done = key.fileobj
                     assert isinstance(done, socket.socket)
