@@ -37,12 +37,26 @@ _Node = tuple[list[Any], list[Any]]
 _EMPTY: _Node = ([], [])
 
 
-def _split(node: _Node) -> list[_Node]:
-    """One node, or two halves when it grew past ``_MAX``."""
+def _cut(size: int, new: int | None) -> int:
+    """Where a node of ``size`` entries splits: right after entry ``new`` when it was just
+    inserted (keeping both parts at least ``_MIN + 1`` long), else in the middle.
+
+    Keys usually arrive in ascending runs (addresses lowest first, ``web-1``, ``web-2``...),
+    and the next key of a run lands right after the newest one. Cutting there leaves the older
+    entries in a part that is no longer growing and as full as the bound allows, where halving
+    would leave a trail of half-empty nodes and a deeper tree.
+    """
+    if new is None or size <= 2 * _MIN + 2:
+        return size // 2
+    return min(max(new + 1, _MIN + 1), size - _MIN - 1)
+
+
+def _split(node: _Node, new: int | None = None) -> list[_Node]:
+    """One node, or two parts (see :func:`_cut`) when it grew past ``_MAX``."""
     keys, items = node
     if len(keys) <= _MAX:
         return [node]
-    half = len(keys) // 2
+    half = _cut(len(keys), new)
     return [(keys[:half], items[:half]), (keys[half:], items[half:])]
 
 
@@ -220,7 +234,7 @@ class PMap(Mapping[K, V], Generic[K, V]):
         vals = vals.copy()
         vals.insert(j, value)
         if len(keys) > _MAX:
-            return self._rebuilt(path, _split((keys, vals)), self._len + 1)
+            return self._rebuilt(path, _split((keys, vals), j), self._len + 1)
         # Inserted after the leaf's first key: no separator above it changes.
         copy = _copy_values if j else _copy_path
         return self._make(copy(path, (keys, vals)), self._height, self._len + 1)
@@ -303,7 +317,7 @@ class PMap(Mapping[K, V], Generic[K, V]):
                 merged = _split((lk + rk, li + ri))
                 children[k : k + 2] = merged
                 bkeys[k : k + 2] = [m[0][0] for m in merged]
-            parts = _split((bkeys, children)) if children else []
+            parts = _split((bkeys, children), i + len(parts) - 1) if children else []
         if not parts:
             return self._make(_EMPTY, 0, length)
         if len(parts) > 1:
@@ -351,12 +365,12 @@ def _size(node: Any) -> int:
     return len(node[0]) if len(node) == 2 else sum(node[2])
 
 
-def _csplit(node: Any) -> list[Any]:
-    """One node (leaf or counted branch), or two halves when it grew past ``_MAX``."""
+def _csplit(node: Any, new: int | None = None) -> list[Any]:
+    """One node (leaf or counted branch), or two parts when it grew past ``_MAX``."""
     keys = node[0]
     if len(keys) <= _MAX:
         return [node]
-    half = len(keys) // 2
+    half = _cut(len(keys), new)
     if len(node) == 2:
         return [(keys[:half], node[1][:half]), (keys[half:], node[1][half:])]
     items, counts = node[1], node[2]
@@ -473,7 +487,7 @@ class CountedPMap(PMap[K, V]):
         vals = vals.copy()
         vals.insert(j, value)
         if len(keys) > _MAX:
-            return self._rebuilt(path, _csplit((keys, vals)), self._len + 1), None
+            return self._rebuilt(path, _csplit((keys, vals), j), self._len + 1), None
         root = _ccopy(path, (keys, vals), 1, not j)
         return self._make(root, self._height, self._len + 1), None  # type: ignore[return-value]
 
@@ -510,7 +524,7 @@ class CountedPMap(PMap[K, V]):
                 children[k : k + 2] = merged
                 bkeys[k : k + 2] = [m[0][0] for m in merged]
                 counts[k : k + 2] = array("q", [_size(m) for m in merged])
-            parts = _csplit((bkeys, children, counts)) if children else []
+            parts = _csplit((bkeys, children, counts), i + len(parts) - 1) if children else []
         if not parts:
             return self._make(_EMPTY, 0, length)  # type: ignore[return-value]
         if len(parts) > 1:

@@ -107,6 +107,44 @@ def test_a_hundred_thousand_keys_keep_a_shallow_tree() -> None:
     assert m.ceiling_item(10) == (11, 11)
 
 
+def leaf_sizes(m: PMap[int, int] | PMap[str, int]) -> list[int]:
+    return [len(keys) for keys, _ in m._leaves()]
+
+
+@pytest.mark.parametrize("kind", [PMap, CountedPMap])
+def test_ascending_inserts_leave_every_leaf_but_the_last_three_quarters_full(
+    kind: type[PMap[int, int]],
+) -> None:
+    m = kind()
+    for k in range(5_000):
+        m = m.set(k, k)
+    sizes = leaf_sizes(m)
+    # A full leaf that grows at its end keeps _MAX - _MIN keys; halving would keep 32.
+    assert set(sizes[:-1]) == {_pmap._MAX - _pmap._MIN}
+    assert list(m.items()) == [(k, k) for k in range(5_000)]
+
+
+@pytest.mark.parametrize("kind", [PMap, CountedPMap])
+def test_descending_inserts_leave_every_leaf_but_the_first_three_quarters_full(
+    kind: type[PMap[int, int]],
+) -> None:
+    m = kind()
+    for k in reversed(range(5_000)):
+        m = m.set(k, k)
+    assert set(leaf_sizes(m)[1:]) == {_pmap._MAX - _pmap._MIN}
+
+
+def test_service_names_in_creation_order_fill_leaves_past_halfway() -> None:
+    # "svc-1", "svc-2", ..., "svc-10", ...: each key lands right after the newest one of a
+    # run in the middle of a leaf (svc-12 after svc-11, before svc-2), not at a leaf's end.
+    m: PMap[str, int] = PMap()
+    for i in range(20_000):
+        m = m.set(f"ns/svc-{i}", i)
+    sizes = leaf_sizes(m)
+    assert sum(sizes) / len(sizes) >= 0.6 * _pmap._MAX
+    assert m._height == 2
+
+
 # -- CountedPMap: per-subtree counts, positions and runs -------------------------------------
 
 
