@@ -27,9 +27,10 @@ from metallb_core._outcomes import (
     PortConflict,
     SharingConflict,
     UnknownPool,
+    trusted_allocation,
 )
 from metallb_core._request import ServiceRequest
-from metallb_core._state import State, _as_tuple
+from metallb_core._state import Record, State, _as_tuple, allocation_of
 
 Outcome = tuple[State, Allocation] | AllocationError
 
@@ -62,19 +63,19 @@ def unusable_reason(state: State, k: int, req: ServiceRequest) -> AllocationErro
     others = [h for h in _as_tuple(state._holders.get(k, ())) if h != req.key]
     if not others:
         return None
-    recorded = state._allocs[others[0]]
+    _, _, _, sharing_key, backend_key = state._allocs[others[0]]
     if not (
-        recorded.sharing_key
+        sharing_key
         and req.sharing_key
-        and recorded.sharing_key == req.sharing_key
-        and recorded.backend_key == req.backend_key
+        and sharing_key == req.sharing_key
+        and backend_key == req.backend_key
     ):
         return SharingConflict(
             message=f'can\'t change sharing key for "{req.key}", address also in use by '
             + ",".join(others),
             holders=tuple(others),
         )
-    in_use = {p for h in others for p in state._allocs[h].ports}
+    in_use = {p for h in others for p in state._allocs[h][2]}
     for port in req.ports:
         if port in in_use:
             return PortConflict(message=f'port {port} is already in use on "{address_of(k)}"')
@@ -151,15 +152,17 @@ def assign(state: State, req: ServiceRequest, ips: Sequence[IPAddress | None]) -
         reason = unusable_reason(state, cast(int, k), req)
         if reason is not None:
             return reason
-    alloc = Allocation(
-        key=req.key,
-        ips=tuple(addresses),
-        pool=pool.name,
-        ports=req.ports,
-        sharing_key=req.sharing_key,
-        backend_key=req.backend_key,
+    alloc = trusted_allocation(
+        req.key, tuple(addresses), pool.name, req.ports, req.sharing_key, req.backend_key
     )
-    return state._without(req.key)._with(alloc, cast(list[int], keys), owner), alloc
+    record = (
+        cast(tuple[int, ...], tuple(keys)),
+        owner,
+        req.ports,
+        req.sharing_key,
+        req.backend_key,
+    )
+    return state._without(req.key)._with(req.key, record), alloc
 
 
 def commit_found(state: State, req: ServiceRequest, pool: int, keys: list[int]) -> Outcome:
@@ -175,15 +178,10 @@ def commit_found(state: State, req: ServiceRequest, pool: int, keys: list[int]) 
         return PoolNotCompatible(
             message=f"pool {spec.name} not compatible for ip assignment", pool=spec.name
         )
-    alloc = Allocation(
-        key=req.key,
-        ips=tuple([address_of(k) for k in keys]),
-        pool=spec.name,
-        ports=req.ports,
-        sharing_key=req.sharing_key,
-        backend_key=req.backend_key,
-    )
-    return state._with(alloc, keys, pool), alloc
+    ips = tuple([address_of(k) for k in keys])
+    alloc = trusted_allocation(req.key, ips, spec.name, req.ports, req.sharing_key, req.backend_key)
+    record = (tuple(keys), pool, req.ports, req.sharing_key, req.backend_key)
+    return state._with(req.key, record), alloc
 
 
 # -- pool choice and selection -------------------------------------------------------------
@@ -196,6 +194,8 @@ def pinned_pools(index: ConfigIndex, req: ServiceRequest) -> list[int]:
     namespace or has a service selector, and that are compatible with the Service; equal
     priorities keep config order (CORE_API decision 1).
     """
+    if not index.with_allocation:
+        return []
     pinned = []
     for i in index.with_allocation:
         sa = index.pools[i].service_allocation
@@ -371,27 +371,19 @@ def release(state: State, key: str) -> State:
     return state._without(key)
 
 
-def _rehome(state: State, config: Config) -> tuple[list[Allocation], list[Allocation]]:
+def _rehome(state: State, config: Config) -> tuple[list[tuple[str, Record]], list[Allocation]]:
+    """The records kept under ``config`` (with their new pool index), and the dropped ones."""
     index = ConfigIndex(config)
-    kept: list[Allocation] = []
+    kept: list[tuple[str, Record]] = []
     dropped: list[Allocation] = []
-    for alloc in state._allocs.values():
-        owners = {index.owner(key_of(ip)) for ip in alloc.ips}
+    for key, record in state._allocs.items():
+        keys, _, ports, sharing_key, backend_key = record
+        owners = {index.owner(k) for k in keys}
         owner = owners.pop() if len(owners) == 1 else None
         if owner is None:
-            dropped.append(alloc)
-            continue
-        name = config.pools[owner].name
-        if name != alloc.pool:
-            alloc = Allocation(
-                key=alloc.key,
-                ips=alloc.ips,
-                pool=name,
-                ports=alloc.ports,
-                sharing_key=alloc.sharing_key,
-                backend_key=alloc.backend_key,
-            )
-        kept.append(alloc)
+            dropped.append(allocation_of(state._index, key, record))
+        else:
+            kept.append((key, (keys, owner, ports, sharing_key, backend_key)))
     return kept, dropped
 
 
@@ -404,9 +396,8 @@ def reload(state: State, config: Config) -> tuple[State, tuple[Allocation, ...]]
     """
     kept, dropped = _rehome(state, config)
     new = State.empty(config)
-    for alloc in kept:
-        keys = [key_of(ip) for ip in alloc.ips]
-        new = new._with(alloc, keys, new._index.by_name[alloc.pool])
+    for key, record in kept:
+        new = new._with(key, record)
     return new, tuple(dropped)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from metallb_core._addresses import AddressField
+from metallb_core._addresses import AddressField, IPAddress
 from metallb_core._errors import InvalidService
 from metallb_core._model import Model
 from metallb_core._request import Port
@@ -31,6 +31,45 @@ class Allocation(Model):
     ports: tuple[Port, ...] = ()
     sharing_key: str = ""
     backend_key: str = ""
+
+
+_FIELDS = frozenset(Allocation.model_fields)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def trusted_allocation(
+    key: str,
+    ips: tuple[IPAddress, ...],
+    pool: str,
+    ports: tuple[Port, ...],
+    sharing_key: str,
+    backend_key: str,
+) -> Allocation:
+    """An :class:`Allocation` from values the allocator already holds validated.
+
+    Validation would check each field again and copy the tuples; this sets the instance's
+    fields as validation would (what pydantic's ``model_construct`` does, at a quarter of its
+    cost). An allocation is made on every successful ``allocate``: this is the hot path.
+    The result equals the validated construction (tests/core/test_outcomes.py checks it).
+    """
+    alloc = _new(Allocation)
+    _set(
+        alloc,
+        "__dict__",
+        {
+            "key": key,
+            "ips": ips,
+            "pool": pool,
+            "ports": ports,
+            "sharing_key": sharing_key,
+            "backend_key": backend_key,
+        },
+    )
+    _set(alloc, "__pydantic_fields_set__", set(_FIELDS))
+    _set(alloc, "__pydantic_extra__", None)
+    _set(alloc, "__pydantic_private__", None)
+    return alloc
 
 
 class PoolUsage(Model):
