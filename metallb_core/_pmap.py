@@ -27,6 +27,7 @@ T = TypeVar("T")
 _MAX = 64  # entries per node before it splits
 _MIN = 16  # entries per node below which it merges with a sibling
 _MISSING = object()
+_new = object.__new__
 
 
 # A node is a pair ``(keys, items)``: in a leaf the items are values, in a branch they are
@@ -79,7 +80,7 @@ class PMap(Mapping[K, V], Generic[K, V]):
 
     @classmethod
     def _make(cls, root: _Node, height: int, length: int) -> PMap[K, V]:
-        new: PMap[K, V] = cls.__new__(cls)
+        new: PMap[K, V] = _new(cls)
         new._root = root
         new._height = height
         new._len = length

@@ -89,6 +89,9 @@ class State:
 
     Transitions (:func:`~metallb_core.allocate`, :func:`~metallb_core.release`,
     :func:`~metallb_core.reload`) return new states; the old ones stay valid and unchanged.
+    Everything public is read-only (properties and methods; there is no ``__dict__`` to add
+    attributes to). The private slots are set once, by ``_make``; no ``__setattr__`` guards
+    them, because one would make every transition pay a Python call per slot.
 
     >>> from metallb_core import Config, Pool
     >>> s = State.empty(Config(pools=[Pool(name="default", cidrs=["10.0.0.0/30"])]))
@@ -108,30 +111,10 @@ class State:
         raise TypeError("use State.empty(config), then allocate/release/reload")
 
     @classmethod
-    def _make(
-        cls,
-        index: ConfigIndex,
-        allocs: PMap[str, Record],
-        holders: CountedPMap[int, str | tuple[str, ...]],
-        shared: PMap[str, tuple[int, ...]],
-        usage: tuple[int, ...],
-    ) -> State:
-        state = object.__new__(cls)
-        _set_index(state, index)
-        _set_allocs(state, allocs)
-        _set_holders(state, holders)
-        _set_shared(state, shared)
-        _set_usage(state, usage)
-        return state
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("State is immutable")
-
-    @classmethod
     def empty(cls, config: Config) -> State:
         """A state with ``config`` and no allocation."""
         index = ConfigIndex(config)
-        return cls._make(index, PMap(), CountedPMap(), PMap(), (0,) * (2 * len(config.pools)))
+        return _make(index, PMap(), CountedPMap(), PMap(), (0,) * (2 * len(config.pools)))
 
     @property
     def config(self) -> Config:
@@ -185,7 +168,7 @@ class State:
             counts = list(usage)
             counts[2 * pool + (k >= V6_OFFSET)] -= 1
             usage = tuple(counts)
-        return State._make(self._index, allocs, holders, shared, usage)
+        return _make(self._index, allocs, holders, shared, usage)
 
     def _with(self, key: str, record: Record) -> State:
         """This state plus ``key``'s allocation, given as its ``record``.
@@ -206,16 +189,27 @@ class State:
             counts = list(usage)
             counts[slot] += 1
             usage = tuple(counts)
-        return State._make(self._index, self._allocs.set(key, record), holders, shared, usage)
+        return _make(self._index, self._allocs.set(key, record), holders, shared, usage)
 
 
-# The slots' own setters: they bypass the __setattr__ that keeps a State immutable, and cost
-# less than object.__setattr__ with a name (a state is made on every transition).
-_set_index = State.__dict__["_index"].__set__
-_set_allocs = State.__dict__["_allocs"].__set__
-_set_holders = State.__dict__["_holders"].__set__
-_set_shared = State.__dict__["_shared"].__set__
-_set_usage = State.__dict__["_usage"].__set__
+def _make(
+    index: ConfigIndex,
+    allocs: PMap[str, Record],
+    holders: CountedPMap[int, str | tuple[str, ...]],
+    shared: PMap[str, tuple[int, ...]],
+    usage: tuple[int, ...],
+) -> State:
+    """A new state with these parts; the only place a state's slots are ever set."""
+    state: State = _new(State)
+    state._index = index
+    state._allocs = allocs
+    state._holders = holders
+    state._shared = shared
+    state._usage = usage
+    return state
+
+
+_new = object.__new__
 
 
 def _as_tuple(held: str | tuple[str, ...]) -> tuple[str, ...]:

@@ -147,3 +147,14 @@ def test_a_state_keeps_about_one_collected_object_per_allocation() -> None:
         state, _ = core.allocate(state, request)
     assert len(state.allocations) == n
     assert tracked_objects() - before < 1.5 * n
+
+
+def test_a_state_has_no_public_attribute_that_can_be_set() -> None:
+    state = core.State.empty(dual_config())
+    for name in ("config", "allocations", "allocation", "holders", "anything_new"):
+        with pytest.raises(AttributeError):
+            setattr(state, name, None)
+    with pytest.raises(TypeError):
+        core.State()
+    assert state.config == dual_config()
+    assert state.allocation("ns/a") is None
