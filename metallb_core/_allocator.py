@@ -155,7 +155,7 @@ def assign(state: State, req: ServiceRequest, ips: Sequence[IPAddress | None]) -
     alloc = trusted_allocation(
         req.key, tuple(addresses), pool.name, req.ports, req.sharing_key, req.backend_key
     )
-    record = (
+    record: Record = (
         cast(tuple[int, ...], tuple(keys)),
         owner,
         req.ports,
@@ -180,7 +180,7 @@ def commit_found(state: State, req: ServiceRequest, pool: int, keys: list[int]) 
         )
     ips = tuple([address_of(k) for k in keys])
     alloc = trusted_allocation(req.key, ips, spec.name, req.ports, req.sharing_key, req.backend_key)
-    record = (tuple(keys), pool, req.ports, req.sharing_key, req.backend_key)
+    record: Record = (tuple(keys), pool, req.ports, req.sharing_key, req.backend_key)
     return state._with(req.key, record), alloc
 
 

@@ -51,7 +51,8 @@ def trusted_allocation(
     Validation would check each field again and copy the tuples; this sets the instance's
     fields as validation would (what pydantic's ``model_construct`` does, at a quarter of its
     cost). An allocation is made on every successful ``allocate``: this is the hot path.
-    The result equals the validated construction (tests/core/test_outcomes.py checks it).
+    The result equals the validated construction (tests/core/test_state_records.py checks
+    it).
     """
     alloc = _new(Allocation)
     _set(
