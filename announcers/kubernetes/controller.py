@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
+from ipaddress import ip_address
 from typing import Any
 
 import metallb_core as core
@@ -494,7 +495,6 @@ class Controller:
         by_key = {object_key(service): service for service in services}
         after, outcomes = await self._converge(before, services)
         self._milestone("converged")
-        held = {str(ip) for allocation in before.allocations.values() for ip in allocation.ips}
         plans: list[_Plan] = []
         chain: list[_Plan] = []  # in decision order: each may take what an earlier one frees
         loose: list[_Plan] = []  # depend on no other write
@@ -508,7 +508,7 @@ class Controller:
                 annotation=annotation_patch(service, outcome),
                 gives=takes_addresses(service, outcome)
                 and before.allocation(key) is None
-                and not held.intersection(outcome.ingress or ()),
+                and not any(before.holders(ip_address(ip)) for ip in outcome.ingress or ()),
             )
             plans.append(plan)
             if plan.status is not None and not plan.gives:
@@ -553,7 +553,7 @@ class Controller:
             self._failed(list(failed), failed)
         else:
             self._backoff.reset()
-        if _freed(before, adopted):
+        if _freed(before, adopted, by_key):
             self._waiting_ones = True
         if adopted != before:
             self._state_changed()
@@ -751,10 +751,15 @@ class Controller:
         return failed
 
 
-def _freed(before: core.State, after: core.State) -> bool:
-    """Whether some address held in ``before`` is no longer held the same way in ``after``."""
-    held = after.allocations
-    return any(held.get(key) != allocation for key, allocation in before.allocations.items())
+def _freed(before: core.State, after: core.State, keys: Iterable[str]) -> bool:
+    """Whether an address that one of ``keys`` held in ``before`` is not held the same way in
+    ``after``: a round changes only the allocations of the Services it converges, so only
+    theirs are compared (O(round), not O(every allocation))."""
+    for key in keys:
+        held = before.allocation(key)
+        if held is not None and after.allocation(key) != held:
+            return True
+    return False
 
 
 class Replica:
