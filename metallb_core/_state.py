@@ -74,7 +74,7 @@ class _Allocations(Mapping[str, Allocation]):
 
     def values(self) -> Iterator[Allocation]:  # type: ignore[override]
         """The allocations in key order."""
-        return (allocation_of(self._index, k, r) for k, r in self._records.items())
+        return (allocation for _, allocation in self.items())
 
     def items(self) -> Iterator[tuple[str, Allocation]]:  # type: ignore[override]
         """``(key, allocation)`` pairs in key order."""

@@ -507,7 +507,7 @@ class Controller:
                 status=status_patch(service, outcome),
                 annotation=annotation_patch(service, outcome),
                 gives=takes_addresses(service, outcome)
-                and before.allocation(key) is None
+                and key not in before.allocations
                 and not any(before.holders(ip_address(ip)) for ip in outcome.ingress or ()),
             )
             plans.append(plan)
