@@ -53,14 +53,15 @@ from announcers.arp import L2Announcer  # noqa: E402 - after the path set-up abo
 _l2lab: Any = importlib.import_module("l2lab")
 
 CLONE_NEWNET = 0x40000000
-BRIDGE_NS, BRIDGE = "m4fbr", "m4fbr0"
-CLIENT_NS = "m4fc"
-NODES = ("m4fn1", "m4fn2")
+RUN: str = _l2lab.RUN  # namespace names are global to the host: each carries this run's token
+BRIDGE_NS, BRIDGE = f"m4fbr-{RUN}", "m4fbr0"
+CLIENT_NS = f"m4fc-{RUN}"
+N1, N2 = NODES = (f"m4fn1-{RUN}", f"m4fn2-{RUN}")
 IFACE = "m4fe0"
-PORT = {CLIENT_NS: "m4fpc", "m4fn1": "m4fpn1", "m4fn2": "m4fpn2"}
-MAC = {CLIENT_NS: "02:00:00:0f:00:0c", "m4fn1": "02:00:00:0f:00:01", "m4fn2": "02:00:00:0f:00:02"}
-HOST_V4 = {CLIENT_NS: "10.45.0.12", "m4fn1": "10.45.0.1", "m4fn2": "10.45.0.2"}
-HOST_V6 = {CLIENT_NS: "fd00:45::c", "m4fn1": "fd00:45::1", "m4fn2": "fd00:45::2"}
+PORT = {CLIENT_NS: "m4fpc", N1: "m4fpn1", N2: "m4fpn2"}
+MAC = {CLIENT_NS: "02:00:00:0f:00:0c", N1: "02:00:00:0f:00:01", N2: "02:00:00:0f:00:02"}
+HOST_V4 = {CLIENT_NS: "10.45.0.12", N1: "10.45.0.1", N2: "10.45.0.2"}
+HOST_V6 = {CLIENT_NS: "fd00:45::c", N1: "fd00:45::1", N2: "fd00:45::2"}
 VIP4, VIP6 = IPv4Address("10.45.0.100"), IPv6Address("fd00:45::100")
 TCP_PORT = 8080
 PROBE_EVERY = 0.05

@@ -1,10 +1,11 @@
 """Network-namespace lab for the Layer-2 announcer tests (L2_REFERENCE.md §5).
 
-A namespace ``m4br`` holds a bridge; a client ``m4c`` and two nodes ``m4n1``/``m4n2`` hang on
-it through veths with fixed MACs. Every name starts with ``m4`` so that other test suites'
-namespaces never collide with these. Each node carries the announced addresses on ``lo``
-with ``arp_ignore=1``/``arp_announce=2`` (so its kernel never answers for them) and runs a
-small HTTP server bound to them that answers with the node's name.
+A namespace ``m4br-RUN`` holds a bridge; a client ``m4c-RUN`` and two nodes ``m4n1-RUN`` and
+``m4n2-RUN`` hang on it through veths with fixed MACs. ``RUN`` is a token drawn once per test
+run (:func:`run_token`), so two runs on one host, or other suites, never share a namespace.
+Each node carries the announced addresses on ``lo`` with ``arp_ignore=1``/``arp_announce=2``
+(so its kernel never answers for them) and runs a small HTTP server bound to them that
+answers with the node's name.
 
 Needs root and iproute2, arping, ndisc6, curl, tcpdump: :func:`require` skips the test when
 one is missing, or fails it when the ``CI`` environment variable is set.
@@ -16,6 +17,7 @@ import contextlib
 import ctypes
 import os
 import re
+import secrets
 import selectors
 import shutil
 import signal
@@ -38,16 +40,30 @@ REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("ip", "bridge", "arping", "ndisc6", "curl", "tcpdump")
 CLONE_NEWNET = 0x40000000
 
-BRIDGE_NS = "m4br"
-BRIDGE = "m4br0"
-CLIENT_NS = "m4c"
-NODE_NS = ("m4n1", "m4n2")
+
+def run_token() -> str:
+    """A token unique to this test run, shared with the processes it starts.
+
+    Namespace names are global to the host: every namespace a lab makes carries this token,
+    so that two runs on one machine never touch each other's namespaces.
+    """
+    token = os.environ.get("METALLB_LAB_RUN")
+    if not token:
+        token = os.environ["METALLB_LAB_RUN"] = secrets.token_hex(3)
+    return token
+
+
+RUN = run_token()
+BRIDGE_NS = f"m4br-{RUN}"
+BRIDGE = "m4br0"  # inside BRIDGE_NS: interface names are per namespace
+CLIENT_NS = f"m4c-{RUN}"
+NODE_NS = (f"m4n1-{RUN}", f"m4n2-{RUN}")
 IFACE = "m4e0"  # the client's and the nodes' interface, each in its own namespace
 CLIENT_MAC = "02:00:00:04:00:0c"
-NODE_MAC = {"m4n1": "02:00:00:04:00:01", "m4n2": "02:00:00:04:00:02"}
+NODE_MAC = dict(zip(NODE_NS, ("02:00:00:04:00:01", "02:00:00:04:00:02"), strict=True))
 CLIENT_V4, CLIENT_V6 = "10.44.0.12", "fd00:44::c"
-NODE_V4 = {"m4n1": "10.44.0.1", "m4n2": "10.44.0.2"}
-NODE_V6 = {"m4n1": "fd00:44::1", "m4n2": "fd00:44::2"}
+NODE_V4 = dict(zip(NODE_NS, ("10.44.0.1", "10.44.0.2"), strict=True))
+NODE_V6 = dict(zip(NODE_NS, ("fd00:44::1", "fd00:44::2"), strict=True))
 VIP4 = IPv4Address("10.44.0.100")
 VIP6 = IPv6Address("fd00:44::100")
 HTTP_PORT = 8080
@@ -274,7 +290,7 @@ class Lab:
     @staticmethod
     def port(ns: str) -> str:
         """The bridge-side veth of namespace ``ns``."""
-        return {CLIENT_NS: "m4pc", "m4n1": "m4pn1", "m4n2": "m4pn2"}[ns]
+        return {CLIENT_NS: "m4pc", NODE_NS[0]: "m4pn1", NODE_NS[1]: "m4pn2"}[ns]
 
     def reset(self) -> None:
         """Between tests: every bridge port up, no querier, clean neighbour tables."""
@@ -339,7 +355,7 @@ def mac_list(text: str) -> list[str]:
 
 # -- a small namespace with veth pairs, for in-process tests of L2Announcer --------------------
 
-KIT_NS = "m4k"
+KIT_NS = f"m4k-{RUN}"
 KIT_PAIRS = (("m4ka0", "m4kb0"), ("m4ka1", "m4kb1"))  # (announcer side, client side)
 KIT_MACS = {ours: f"02:00:00:4b:00:{index:02x}" for index, (ours, _) in enumerate(KIT_PAIRS)}
 KIT_CLIENT_MAC = bytes.fromhex("02000000c001")
@@ -348,7 +364,7 @@ KIT_CLIENT6 = IPv6Address("fe80::c")
 
 
 def build_kit() -> None:
-    """Namespace ``m4k`` with two veth pairs, up, without any IP address on them."""
+    """Namespace ``m4k-RUN`` with two veth pairs, up, without any IP address on them."""
     new_namespace(KIT_NS)
     for ours, theirs in KIT_PAIRS:
         in_ns(

@@ -1,8 +1,8 @@
 """Network-namespace lab for the speaker's end-to-end tests and benchmark (L2_REFERENCE.md §5).
 
-A namespace ``m6br`` holds a bridge ``m6br0`` (10.66.0.254/24) and, listening on that
-address, the API server emulator and the controller, both real processes. A client ``m6c``
-and three nodes ``m6n1``..``m6n3`` hang on the bridge through veths with fixed MACs. Every
+A namespace ``m6br-RUN`` holds a bridge ``m6br0`` (10.66.0.254/24) and, listening on that
+address, the API server emulator and the controller, both real processes. A client ``m6c-RUN``
+and three nodes ``m6n1-RUN``..``m6n3-RUN`` hang on the bridge through veths with fixed MACs. Every
 node:
 
 * holds the whole pool (10.66.0.96/28) on ``lo`` with ``arp_ignore=1``/``arp_announce=2``,
@@ -26,6 +26,7 @@ import ctypes
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -43,13 +44,24 @@ import yaml
 from .emulator import EmulatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def run_token() -> str:
+    """A token unique to this test run, shared with the processes it starts (as in l2lab)."""
+    token = os.environ.get("METALLB_LAB_RUN")
+    if not token:
+        token = os.environ["METALLB_LAB_RUN"] = secrets.token_hex(3)
+    return token
+
+
 TOOLS = ("ip", "arping", "curl")
 CLONE_NEWNET = 0x40000000
 
-BRIDGE_NS, BRIDGE = "m6br", "m6br0"
+RUN = run_token()  # namespace names are global to the host: each carries this run's token
+BRIDGE_NS, BRIDGE = f"m6br-{RUN}", "m6br0"
 API_HOST = "10.66.0.254"
-CLIENT_NS = "m6c"
-NODES = ("m6n1", "m6n2", "m6n3")
+CLIENT_NS = f"m6c-{RUN}"
+NODES = (f"m6n1-{RUN}", f"m6n2-{RUN}", f"m6n3-{RUN}")  # also the Kubernetes node names
 IFACE, SPARE, SPARE_PEER = "m6e0", "m6e1", "m6x1"
 MAC = {
     CLIENT_NS: "02:00:00:06:00:0c",

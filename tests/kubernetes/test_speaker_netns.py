@@ -60,7 +60,7 @@ def test_curl_from_the_client_reaches_the_service_through_the_elected_node(
     lab: SpeakerLab,
 ) -> None:
     address = lab.create_service("seed")
-    lab.set_endpoints("seed", "m6n1")
+    lab.set_endpoints("seed", NODES[0])
     winner = elected(address)
     lab.served_by(address, winner)
     assert lab.responders(address) == {MAC[winner]}
@@ -112,7 +112,7 @@ def test_local_traffic_policy_follows_the_endpoint(lab: SpeakerLab) -> None:
 
 
 def test_advertisement_node_selectors_and_interfaces(lab: SpeakerLab) -> None:
-    only = {"matchLabels": {"kubernetes.io/hostname": "m6n3"}}
+    only = {"matchLabels": {"kubernetes.io/hostname": NODES[2]}}
     lab.set_advertisement(nodeSelectors=[only], interfaces=[SPARE])
     address = lab.create_service("picky")
     lab.set_endpoints("picky", *NODES)
@@ -120,13 +120,13 @@ def test_advertisement_node_selectors_and_interfaces(lab: SpeakerLab) -> None:
     def announced_on(interfaces: list[str]) -> bool:
         return any(
             m["msg"] == "announcing" and m.get("interfaces") == interfaces
-            for m in lab.messages("m6n3")
+            for m in lab.messages(NODES[2])
         )
 
-    wait_until(lambda: announced_on([SPARE]), 10.0, "m6n3 announcing on the spare interface")
+    wait_until(lambda: announced_on([SPARE]), 10.0, "third node announces on the spare")
     # Announced on an interface the client is not on: nobody answers on the bridge.
     assert lab.responders(address) == set()
     lab.set_advertisement(nodeSelectors=[only], interfaces=[IFACE])
-    lab.served_by(address, "m6n3")
-    assert lab.responders(address) == {MAC["m6n3"]}
-    assert not any(m["msg"] == "announcing" for n in ("m6n1", "m6n2") for m in lab.messages(n))
+    lab.served_by(address, NODES[2])
+    assert lab.responders(address) == {MAC[NODES[2]]}
+    assert not any(m["msg"] == "announcing" for n in NODES[:2] for m in lab.messages(n))
