@@ -1,6 +1,10 @@
-"""Tests of the Kubernetes adapter, and the API server emulator they run against.
+"""Tests of the Kubernetes adapter (``announcers.kubernetes``): controller and speaker.
 
-``emulator.py`` holds :class:`ApiServerEmulator` (a kmock ``KubernetesEmulator`` extended to
-behave like a kube-apiserver where the adapter can tell the difference) and its helpers;
-``conftest.py`` exposes it as pytest fixtures. See the docstring of ``emulator.py``.
+They run against the API server emulator of :mod:`tests.support.emulator` (a kmock
+``KubernetesEmulator`` extended to behave like a kube-apiserver where the adapter can tell
+the difference); ``conftest.py`` exposes it as pytest fixtures. ``controller_kit.py`` and
+``speaker_kit.py`` hold the builders and helpers the tests here share.
+
+The directory is not named ``kubernetes``: a test package of that name would shadow the
+official Kubernetes client for anything imported after it.
 """

@@ -1,4 +1,5 @@
-"""Fixtures for tests that talk to the Kubernetes API server emulator (see ``emulator.py``).
+"""Fixtures for tests that talk to the Kubernetes API server emulator
+(:mod:`tests.support.emulator`).
 
 * ``apiserver``: a running :class:`ApiServerEmulator` on 127.0.0.1 (a free port), fresh for
   each test, on the test's event loop (so tests using it are ``async``).
@@ -19,7 +20,7 @@ import pytest
 import pytest_asyncio
 from lightkube import AsyncClient, Client, KubeConfig
 
-from .emulator import ApiServerEmulator, EmulatorProcess, kube_config, write_kubeconfig
+from tests.support.emulator import ApiServerEmulator, EmulatorProcess, kube_config, write_kubeconfig
 
 
 @pytest_asyncio.fixture

@@ -26,8 +26,7 @@ from announcers.kubernetes.controller import Controller, Replica, Settings
 from announcers.kubernetes.convert import object_key
 from announcers.kubernetes.leader import LeaderTiming
 from announcers.kubernetes.metrics import Metrics
-
-from .emulator import ApiServerEmulator, kube_config, kubeconfig_dict, service_manifest
+from tests.support.emulator import ApiServerEmulator, kube_config, kubeconfig_dict, service_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "examples" / "seed"

@@ -22,9 +22,9 @@ from announcers.kubernetes.client import LightkubeApi
 from announcers.kubernetes.convert import object_key
 from announcers.kubernetes.speaker import Speaker, SpeakerSettings
 from announcers.mock import MockAnnouncer
+from tests.support.emulator import ApiServerEmulator, kube_config
 
 from .controller_kit import NS, namespace, pool, service
-from .emulator import ApiServerEmulator, kube_config
 
 JsonDict = dict[str, Any]
 NODES = ("n1", "n2", "n3")

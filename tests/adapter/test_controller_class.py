@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.support.emulator import ApiServerEmulator
+
 from .controller_kit import (
     NS,
     events_about,
@@ -13,7 +15,6 @@ from .controller_kit import (
     running,
     service,
 )
-from .emulator import ApiServerEmulator
 
 OTHER = "example.com/other"
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from announcers.kubernetes.__main__ import main
+from tests.support.emulator import ApiServerEmulator
 
 from .controller_kit import (
     NS,
@@ -24,7 +25,6 @@ from .controller_kit import (
     terminate,
     write_kubeconfig,
 )
-from .emulator import ApiServerEmulator
 
 
 def _free_port() -> int:

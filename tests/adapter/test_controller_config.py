@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from announcers.kubernetes.client import CONFIG_MAP, IP_ADDRESS_POOL, NAMESPACE, SERVICE
+from tests.support.emulator import ApiServerEmulator, api_error
 
 from .controller_kit import (
     NS,
@@ -23,7 +24,6 @@ from .controller_kit import (
     running,
     service,
 )
-from .emulator import ApiServerEmulator, api_error
 
 
 async def test_configmap_edit_applies_live(apiserver: ApiServerEmulator) -> None:

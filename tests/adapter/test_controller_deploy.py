@@ -9,6 +9,7 @@ import yaml
 
 from announcers.kubernetes.__main__ import _parser
 from announcers.kubernetes.client import CONFIG_MAP, SERVICE
+from tests.support.emulator import ApiServerEmulator, RequestRecord, metallb_crds
 
 from .controller_kit import (
     NS,
@@ -23,7 +24,6 @@ from .controller_kit import (
     running,
     service,
 )
-from .emulator import ApiServerEmulator, RequestRecord, metallb_crds
 
 DEPLOY = REPO / "deploy"
 

@@ -11,9 +11,9 @@ import pytest_asyncio
 from announcers.kubernetes.client import LEASE, SERVICE, LightkubeApi
 from announcers.kubernetes.informer import Backoff, Informer
 from announcers.kubernetes.leader import LeaderElector, LeaderTiming
+from tests.support.emulator import ApiServerEmulator
 
 from .controller_kit import LEASES, NS, client_for, service
-from .emulator import ApiServerEmulator
 
 FAST = LeaderTiming(lease_duration=3.0, renew_deadline=1.0, retry_period=0.2)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from announcers.kubernetes.client import SERVICE
+from tests.support.emulator import ApiServerEmulator
 
 from .controller_kit import (
     LEASES,
@@ -29,7 +30,6 @@ from .controller_kit import (
     terminate,
     write_kubeconfig,
 )
-from .emulator import ApiServerEmulator
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 

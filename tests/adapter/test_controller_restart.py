@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from announcers.kubernetes.client import SERVICE
+from tests.support.emulator import ApiServerEmulator, api_error
 
 from .controller_kit import (
     NS,
@@ -21,7 +22,6 @@ from .controller_kit import (
     running,
     service,
 )
-from .emulator import ApiServerEmulator, api_error
 
 RANGE = "10.0.0.0-10.0.1.253"  # 510 addresses
 

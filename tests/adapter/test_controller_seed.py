@@ -8,6 +8,7 @@ deprecated ``metallb.universe.tf/address-pool`` annotation.
 from __future__ import annotations
 
 from announcers.kubernetes.client import SERVICE, LightkubeApi
+from tests.support.emulator import ApiServerEmulator
 
 from .controller_kit import (
     NS,
@@ -21,7 +22,6 @@ from .controller_kit import (
     seed_configmap,
     service,
 )
-from .emulator import ApiServerEmulator
 
 EXPENSIVE = {"metallb.universe.tf/address-pool": "expensive"}
 

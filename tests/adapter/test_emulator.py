@@ -35,7 +35,7 @@ from lightkube.resources.core_v1 import ConfigMap, Namespace, Node, Service
 from lightkube.resources.events_v1 import Event
 from lightkube.types import PatchType
 
-from .emulator import (
+from tests.support.emulator import (
     ApiServerEmulator,
     EmulatorProcess,
     JsonPatchError,

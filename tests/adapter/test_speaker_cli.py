@@ -15,9 +15,9 @@ import pytest
 
 from announcers.kubernetes.__main__ import _parser
 from announcers.kubernetes.liveness import lease_name
+from tests.support.emulator import ApiServerEmulator
 
 from .controller_kit import NS, REPO, namespace, terminate, write_kubeconfig
-from .emulator import ApiServerEmulator
 from .speaker_kit import LEASES, NODES, basics
 
 

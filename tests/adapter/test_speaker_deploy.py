@@ -8,9 +8,9 @@ from typing import Any
 import yaml
 
 from announcers.kubernetes.__main__ import _parser
+from tests.support.emulator import ApiServerEmulator
 
 from .controller_kit import NS, REPO
-from .emulator import ApiServerEmulator
 from .speaker_kit import (
     advertisement,
     basics,

@@ -15,9 +15,9 @@ from announcers.kubernetes.client import (
 )
 from announcers.kubernetes.liveness import lease_name
 from announcers.mock import MockAnnouncer
+from tests.support.emulator import ApiServerEmulator
 
 from .controller_kit import NS, client_for, configmap, layer2
-from .emulator import ApiServerEmulator
 from .speaker_kit import (
     EXCLUDE,
     LEASES,

@@ -18,9 +18,9 @@ from announcers.kubernetes.liveness import (
     parse_micro_time,
 )
 from announcers.kubernetes.status import micro_time
+from tests.support.emulator import ApiServerEmulator
 
 from .controller_kit import NS, client_for
-from .emulator import ApiServerEmulator
 from .speaker_kit import LEASES
 
 WALL = datetime.datetime(2026, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)

@@ -1,5 +1,5 @@
 """End to end, in network namespaces: the API server emulator, the controller and one speaker
-per node as real processes, and a client on the same bridge (see ``speaker_lab.py``).
+per node as real processes, and a client on the same bridge (see :mod:`tests.support.speaker_lab`).
 
 What is asserted is what a client sees: which node's HTTP server answers ``curl`` to the
 Service's address after the client forgot its neighbours (so it asks ARP afresh), and which
@@ -14,15 +14,15 @@ from collections.abc import Iterator
 import pytest
 
 import metallb_core as core
-
-from .speaker_lab import (
+from tests.support import netns
+from tests.support.speaker_lab import (
     EXCLUDE,
     IFACE,
     MAC,
     NODES,
     SPARE,
+    TOOLS,
     SpeakerLab,
-    require,
     wait_until,
 )
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.netns
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeakerLab]:
-    require()
+    netns.require(*TOOLS)
     lab = SpeakerLab(tmp_path_factory.mktemp("m6lab"))
     try:
         lab.build()

@@ -283,7 +283,7 @@ import subprocess, sys, threading, time, traceback, uuid
 
 root, package, pure, blocked, workload = sys.argv[1:6]
 pure, blocked = json.loads(pure), set(json.loads(blocked))
-sys.path.insert(0, root)
+assert sys.path[0] == "", sys.path  # -c without -P: the working directory, ``root``, first
 report = {"violations": [], "imported": [], "errors": [], "cli_loaded_by_package": None}
 assert not any(m == package or m.startswith(package + ".") for m in sys.modules)
 import pydantic, pydantic_core  # loaded unguarded: only the package is under test
@@ -434,7 +434,8 @@ def run_guarded(root: Path, package: str, pure: Iterable[str], workload: str) ->
     result = subprocess.run(
         [
             sys.executable,
-            "-I",
+            "-E",  # isolated from the environment (PYTHONPATH, ...) and the user's site, but
+            "-s",  # not -I: -I implies -P, and the package is found in the working directory
             "-B",
             "-c",
             GUARD,
@@ -448,6 +449,7 @@ def run_guarded(root: Path, package: str, pure: Iterable[str], workload: str) ->
         text=True,
         timeout=120,
         check=False,
+        cwd=root,
     )
     assert result.returncode == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])

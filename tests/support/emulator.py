@@ -89,7 +89,7 @@ Using it in-process (pytest fixtures in ``conftest.py``)::
 Standalone, for controllers and speakers run as subprocesses (also from other network
 namespaces: listen on an address they can reach)::
 
-    python -m tests.kubernetes.emulator --host 10.0.0.1 --port 6443 [--kubeconfig PATH]
+    python -m tests.support.emulator --host 10.0.0.1 --port 6443 [--kubeconfig PATH]
 
 prints ``http://10.0.0.1:6443`` on stdout once it accepts connections, and runs until SIGTERM
 or SIGINT (exit status 0; send one signal). ``--url-host`` changes the host printed (and
@@ -2773,8 +2773,8 @@ class EmulatorProcess:
         url_host: str | None = None,
         timeout: float = 30.0,
     ) -> EmulatorProcess:
-        """Start ``python -m tests.kubernetes.emulator`` and wait for its URL line."""
-        command = [*prefix, sys.executable, "-m", "tests.kubernetes.emulator"]
+        """Start ``python -m tests.support.emulator`` and wait for its URL line."""
+        command = [*prefix, sys.executable, "-m", "tests.support.emulator"]
         command += ["--host", host, "--port", str(port), *args]
         if url_host is not None:
             command += ["--url-host", url_host]
@@ -2836,9 +2836,9 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tests.kubernetes.emulator``: serve until SIGTERM/SIGINT, print the URL."""
+    """``python -m tests.support.emulator``: serve until SIGTERM/SIGINT, print the URL."""
     parser = argparse.ArgumentParser(
-        prog="python -m tests.kubernetes.emulator",
+        prog="python -m tests.support.emulator",
         description="A Kubernetes API server emulator for tests (plain HTTP, in memory).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")

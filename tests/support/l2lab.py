@@ -7,26 +7,24 @@ Each node carries the announced addresses on ``lo`` with ``arp_ignore=1``/``arp_
 (so its kernel never answers for them) and runs a small HTTP server bound to them that
 answers with the node's name.
 
-Needs root and iproute2, arping, ndisc6, curl, tcpdump: :func:`require` skips the test when
-one is missing, or fails it when the ``CI`` environment variable is set.
+Needs root and iproute2, arping, ndisc6, curl, tcpdump (:data:`TOOLS`):
+``netns.require(*TOOLS)`` skips the test when one is missing, or fails it when the ``CI``
+environment variable is set. The namespace plumbing is :mod:`tests.support.netns`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
-import secrets
 import selectors
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
@@ -35,24 +33,17 @@ from typing import IO
 import pytest
 
 from announcers.arp import frames
+from tests.support.netns import (
+    Process,
+    delete_namespaces,
+    entered,
+    in_ns,
+    new_namespace,
+    run_token,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("ip", "bridge", "arping", "ndisc6", "curl", "tcpdump")
-CLONE_NEWNET = 0x40000000
-
-
-def run_token() -> str:
-    """A token unique to this test run, shared with the processes it starts.
-
-    Namespace names are global to the host: every namespace a lab makes carries this token,
-    so that two runs on one machine never touch each other's namespaces.
-    """
-    token = os.environ.get("METALLB_LAB_RUN")
-    if not token:
-        token = os.environ["METALLB_LAB_RUN"] = secrets.token_hex(3)
-    return token
-
-
 RUN = run_token()
 BRIDGE_NS = f"m4br-{RUN}"
 BRIDGE = "m4br0"  # inside BRIDGE_NS: interface names are per namespace
@@ -93,86 +84,6 @@ for server in servers:
 print("ready", file=sys.stderr, flush=True)
 threading.Event().wait()
 """
-
-
-def require(*tools: str) -> None:
-    """Skip (or, with ``CI`` set, fail) unless root and every tool are available."""
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("root (network namespaces)")
-    if missing:
-        problems.append("the tools " + ", ".join(missing))
-    if problems:
-        reason = "needs " + " and ".join(problems)
-        if os.environ.get("CI"):
-            pytest.fail(reason + " (CI is set, so this is a failure)")
-        pytest.skip(reason)
-
-
-def sh(*args: str, check: bool = True, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
-    """Run a command, capturing its text output."""
-    return subprocess.run(args, capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def in_ns(
-    ns: str, *args: str, check: bool = True, timeout: float = 20.0
-) -> subprocess.CompletedProcess[str]:
-    """Run a command inside network namespace ``ns``."""
-    return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
-
-
-def delete_namespaces(names: Sequence[str]) -> None:
-    """Delete the namespaces that exist (their veths vanish with them)."""
-    for name in names:
-        sh("ip", "netns", "delete", name, check=False)
-
-
-def new_namespace(name: str) -> None:
-    """A fresh namespace with DAD off (no 1-2 s wait for addresses) and ``lo`` up."""
-    sh("ip", "netns", "delete", name, check=False)
-    sh("ip", "netns", "add", name)
-    for key in ("all", "default"):
-        in_ns(name, "sysctl", "-qw", f"net.ipv6.conf.{key}.accept_dad=0")
-    in_ns(name, "ip", "link", "set", "lo", "up")
-
-
-@contextlib.contextmanager
-def entered(ns: str) -> Iterator[None]:
-    """Run the calling thread inside network namespace ``ns`` for the duration.
-
-    Threads started meanwhile inherit the namespace, and sockets opened meanwhile stay in it.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    with open("/proc/thread-self/ns/net", "rb") as home, open(f"/run/netns/{ns}", "rb") as there:
-        if libc.setns(there.fileno(), CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {ns}")
-        try:
-            yield
-        finally:
-            if libc.setns(home.fileno(), CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back home")
-
-
-@dataclass
-class Process:
-    """A background process with its stderr collected in a file."""
-
-    popen: subprocess.Popen[str]
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text()
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

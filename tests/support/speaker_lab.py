@@ -15,47 +15,42 @@ node:
   discovery: ``m6e0``, ``m6e1`` and ``m6x1``).
 
 Every name starts with ``m6``; :meth:`SpeakerLab.destroy` deletes the namespaces (their
-veths vanish with them). Needs root and iproute2, arping, curl: :func:`require` skips the
-test when one is missing, or fails it when ``CI`` is set.
+veths vanish with them). Needs root and iproute2, arping, curl (:data:`TOOLS`):
+``netns.require(*TOOLS)`` skips the test when one is missing, or fails it when ``CI`` is set.
+The namespace plumbing is :mod:`tests.support.netns`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import re
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .emulator import EmulatorProcess
+from tests.support.emulator import EmulatorProcess
+from tests.support.netns import (
+    Process,
+    delete_namespaces,
+    entered,
+    in_ns,
+    new_namespace,
+    run_token,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def run_token() -> str:
-    """A token unique to this test run, shared with the processes it starts (as in l2lab)."""
-    token = os.environ.get("METALLB_LAB_RUN")
-    if not token:
-        token = os.environ["METALLB_LAB_RUN"] = secrets.token_hex(3)
-    return token
-
-
 TOOLS = ("ip", "arping", "curl")
-CLONE_NEWNET = 0x40000000
 
 RUN = run_token()  # namespace names are global to the host: each carries this run's token
 BRIDGE_NS, BRIDGE = f"m6br-{RUN}", "m6br0"
@@ -95,55 +90,6 @@ server.serve_forever()
 """
 
 
-def missing() -> list[str]:
-    """What this host lacks for the lab (empty: nothing)."""
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("root (network namespaces)")
-    tools = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if tools:
-        problems.append("the tools " + ", ".join(tools))
-    return problems
-
-
-def require() -> None:
-    """Skip (or, with ``CI`` set, fail) unless root and every tool are available."""
-    import pytest
-
-    problems = missing()
-    if problems:
-        reason = "needs " + " and ".join(problems)
-        if os.environ.get("CI"):
-            pytest.fail(reason + " (CI is set, so this is a failure)")
-        pytest.skip(reason)
-
-
-def sh(*args: str, check: bool = True, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
-    """Run a command, capturing its text output."""
-    return subprocess.run(args, capture_output=True, text=True, check=check, timeout=timeout)
-
-
-def in_ns(
-    ns: str, *args: str, check: bool = True, timeout: float = 20.0
-) -> subprocess.CompletedProcess[str]:
-    """Run a command inside network namespace ``ns``."""
-    return sh("ip", "netns", "exec", ns, *args, check=check, timeout=timeout)
-
-
-@contextlib.contextmanager
-def entered(ns: str) -> Iterator[None]:
-    """Run the calling thread inside network namespace ``ns`` for the duration."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    with open("/proc/thread-self/ns/net", "rb") as home, open(f"/run/netns/{ns}", "rb") as there:
-        if libc.setns(there.fileno(), CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {ns}")
-        try:
-            yield
-        finally:
-            if libc.setns(home.fileno(), CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back home")
-
-
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``condition`` every 20 ms until it holds; AssertionError after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -151,31 +97,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
-
-
-@dataclass
-class Process:
-    """A background process, its stderr in a file."""
-
-    popen: subprocess.Popen[str]
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    @property
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
 
 
 def spawn(ns: str, args: Sequence[str], log: Path, *, ready: str | None = None) -> Process:
@@ -273,12 +194,12 @@ class SpeakerLab:
     def build(self) -> None:
         """Namespaces, links, addresses, HTTP servers; then the emulator and the controller."""
         self.delete_namespaces()
-        self._namespace(BRIDGE_NS)
+        new_namespace(BRIDGE_NS, ipv6=False)  # IPv4 only: no link-local addresses, no DAD
         in_ns(BRIDGE_NS, "ip", "link", "add", BRIDGE, "type", "bridge")
         in_ns(BRIDGE_NS, "ip", "addr", "add", f"{API_HOST}/24", "dev", BRIDGE)
         in_ns(BRIDGE_NS, "ip", "link", "set", BRIDGE, "up")
         for ns in (CLIENT_NS, *NODES):
-            self._namespace(ns)
+            new_namespace(ns, ipv6=False)
             in_ns(
                 ns, "ip", "link", "add", IFACE, "address", MAC[ns], "type", "veth",
                 "peer", "name", PORT[ns], "netns", BRIDGE_NS,
@@ -302,13 +223,6 @@ class SpeakerLab:
                 )
             )
         self._start_api()
-
-    @staticmethod
-    def _namespace(name: str) -> None:
-        sh("ip", "netns", "add", name)
-        for key in ("all", "default"):  # IPv4 only: no link-local addresses, no DAD
-            in_ns(name, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1")
-        in_ns(name, "ip", "link", "set", "lo", "up")
 
     def _start_api(self) -> None:
         self.emulator = EmulatorProcess.start(
@@ -364,8 +278,7 @@ class SpeakerLab:
 
     @staticmethod
     def delete_namespaces() -> None:
-        for name in (BRIDGE_NS, CLIENT_NS, *NODES):
-            sh("ip", "netns", "delete", name, check=False)
+        delete_namespaces([BRIDGE_NS, CLIENT_NS, *NODES])
 
     # -- speakers ---------------------------------------------------------------------------
 
