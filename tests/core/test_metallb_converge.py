@@ -68,22 +68,17 @@ def service(
     spec: dict[str, Any] = {"type": type_}
     if cluster_ips:
         spec["clusterIPs"] = list(cluster_ips)
-    if cluster_ip is not None:
-        spec["clusterIP"] = cluster_ip
-    if policy is not None:
-        spec["ipFamilyPolicy"] = policy
-    if families is not None:
-        spec["ipFamilies"] = list(families)
-    if lb_ip is not None:
-        spec["loadBalancerIP"] = lb_ip
-    if etp is not None:
-        spec["externalTrafficPolicy"] = etp
-    if selector is not None:
-        spec["selector"] = dict(selector)
-    if ports:
-        spec["ports"] = [{"protocol": proto, "port": number} for proto, number in ports]
-    if lb_class is not None:
-        spec["loadBalancerClass"] = lb_class
+    optional = {
+        "clusterIP": cluster_ip,
+        "ipFamilyPolicy": policy,
+        "ipFamilies": None if families is None else list(families),
+        "loadBalancerIP": lb_ip,
+        "externalTrafficPolicy": etp,
+        "selector": None if selector is None else dict(selector),
+        "ports": [{"protocol": proto, "port": number} for proto, number in ports] or None,
+        "loadBalancerClass": lb_class,
+    }
+    spec.update({field: value for field, value in optional.items() if value is not None})
     svc: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",

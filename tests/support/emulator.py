@@ -759,7 +759,8 @@ def _remove(doc: Any, tokens: list[str]) -> Any:
     raise JsonPatchError("cannot remove from a scalar")
 
 
-def apply_json_patch(doc: Any, operations: Any) -> Any:
+# C901 accepted: a flat table: one branch per RFC 6902 operation.
+def apply_json_patch(doc: Any, operations: Any) -> Any:  # noqa: C901
     """RFC 6902 JSON patch (add, remove, replace, move, copy, test); returns a new document.
 
     >>> apply_json_patch({"a": [1]}, [{"op": "add", "path": "/a/-", "value": 2}])
@@ -882,7 +883,8 @@ def _family(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
 _SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
 
 
-def _validate_service(obj: JsonDict) -> list[tuple[str, str]]:
+# C901 accepted: a flat table: one check per kube-apiserver validation rule.
+def _validate_service(obj: JsonDict) -> list[tuple[str, str]]:  # noqa: C901
     causes: list[tuple[str, str]] = []
     spec = obj.get("spec") or {}
     kind = spec.get("type", "ClusterIP")
@@ -917,7 +919,8 @@ def _validate_service(obj: JsonDict) -> list[tuple[str, str]]:
     return causes
 
 
-def _validate_event_v1(obj: JsonDict) -> list[tuple[str, str]]:
+# C901 accepted: a flat table: one check per kube-apiserver validation rule.
+def _validate_event_v1(obj: JsonDict) -> list[tuple[str, str]]:  # noqa: C901
     causes: list[tuple[str, str]] = []
     if not obj.get("eventTime"):
         causes.append(("eventTime", "Required value"))
@@ -1259,6 +1262,37 @@ class _Event:
 @dataclasses.dataclass(eq=False)  # hashed by identity
 class _Watcher:
     queue: asyncio.Queue[_Event | object] = dataclasses.field(default_factory=asyncio.Queue)
+
+
+@dataclasses.dataclass(frozen=True)
+class _WatchFilter:
+    """Which objects a watch sees (namespace, name, selectors), and what each stored event
+    becomes for it: an object entering the selection is ADDED, one leaving it DELETED."""
+
+    namespace: str | None
+    name: str | None
+    labels: LabelSelector
+    fields: _FieldSelector
+
+    def selected(self, obj: JsonDict | None) -> bool:
+        if obj is None:
+            return False
+        metadata = obj["metadata"]
+        if self.namespace is not None and metadata.get("namespace") != self.namespace:
+            return False
+        if self.name is not None and metadata["name"] != self.name:
+            return False
+        return self.labels.matches(metadata.get("labels")) and self.fields.matches(obj)
+
+    def translate(self, event: _Event) -> JsonDict | None:
+        was, now = self.selected(event.old), self.selected(event.new)
+        if event.type == "DELETED":
+            return {"type": "DELETED", "object": event.new} if was else None
+        if now and not was:
+            return {"type": "ADDED", "object": event.new}
+        if was and not now:
+            return {"type": "DELETED", "object": event.new}
+        return {"type": event.type, "object": event.new} if now else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -1767,7 +1801,8 @@ class ApiServerEmulator(KubernetesEmulator):
 
     # ---- the emulation --------------------------------------------------------------------
 
-    async def _emulate(self, request: Request, route: _Route) -> aiohttp.web.StreamResponse:
+    # C901 accepted: a flat table: one route per verb and path shape.
+    async def _emulate(self, request: Request, route: _Route) -> aiohttp.web.StreamResponse:  # noqa: C901
         spec = self._specs.get((route.group, route.version, route.plural))
         if spec is None:
             raise _no_such_path()
@@ -2100,7 +2135,8 @@ class ApiServerEmulator(KubernetesEmulator):
             spec, old, self._combine(spec, old, body, status=status), dry_run=dry_run
         )
 
-    async def _patch(
+    # C901 accepted: a flat table: one branch per patch content type.
+    async def _patch(  # noqa: C901
         self,
         request: Request,
         spec: ResourceSpec,
@@ -2234,7 +2270,8 @@ class ApiServerEmulator(KubernetesEmulator):
             return self._default_service(spec, obj, old)
         return lambda: None
 
-    def _default_service(
+    # C901 accepted: a flat table: kube-apiserver's Service defaulting, rule by rule.
+    def _default_service(  # noqa: C901
         self, resource: ResourceSpec, obj: JsonDict, old: JsonDict | None
     ) -> Callable[[], None]:
         allocator = self._allocator
@@ -2304,7 +2341,8 @@ class ApiServerEmulator(KubernetesEmulator):
             raise
         return rollback
 
-    def _default_cluster_ips(
+    # C901 accepted: a flat table: kube-apiserver's ClusterIP defaulting, rule by rule.
+    def _default_cluster_ips(  # noqa: C901
         self,
         resource: ResourceSpec,
         name: str,
@@ -2484,52 +2522,10 @@ class ApiServerEmulator(KubernetesEmulator):
                 timeout = float(params["timeoutSeconds"])
             except ValueError as error:
                 raise _bad_request("invalid timeoutSeconds") from error
-
-        def selected(obj: JsonDict | None) -> bool:
-            if obj is None:
-                return False
-            metadata = obj["metadata"]
-            if namespace is not None and metadata.get("namespace") != namespace:
-                return False
-            if name is not None and metadata["name"] != name:
-                return False
-            return labels.matches(metadata.get("labels")) and fields.matches(obj)
-
-        def translate(event: _Event) -> JsonDict | None:
-            was, now = selected(event.old), selected(event.new)
-            if event.type == "DELETED":
-                return {"type": "DELETED", "object": event.new} if was else None
-            if now and not was:
-                return {"type": "ADDED", "object": event.new}
-            if was and not now:
-                return {"type": "DELETED", "object": event.new}
-            return {"type": event.type, "object": event.new} if now else None
-
+        view = _WatchFilter(namespace, name, labels, fields)
         # Snapshot and subscription with no await in between: nothing missed, nothing twice.
-        initial: list[JsonDict] = []
-        rv_param = params.get("resourceVersion")
-        if not rv_param or rv_param == "0":
-            initial = [
-                {"type": "ADDED", "object": obj}
-                for obj in self._list_live(spec, namespace)
-                if selected(obj)
-            ]
-        else:
-            try:
-                since = int(rv_param)
-            except ValueError as error:
-                raise _bad_request(f"invalid resourceVersion {rv_param!r}") from error
-            if since < self._compacted[spec.id]:
-                expired = _error(
-                    410,
-                    "Expired",
-                    f"too old resource version: {since} ({self._compacted[spec.id]})",
-                )
-                initial = [{"type": "ERROR", "object": status_body(expired)}]
-            else:
-                for event in self._events[spec.id]:
-                    if event.rv > since and (line := translate(event)) is not None:
-                        initial.append(line)
+        initial = self._watch_backlog(spec, namespace, params.get("resourceVersion"), view)
+        translate = view.translate
         watcher = _Watcher()
         expired_now = bool(initial) and initial[0]["type"] == "ERROR"
         if not expired_now:
@@ -2557,6 +2553,34 @@ class ApiServerEmulator(KubernetesEmulator):
             self._watchers[spec.id].discard(watcher)
             self._watch_protocols.discard(protocol)
         return response
+
+    def _watch_backlog(
+        self, spec: ResourceSpec, namespace: str | None, rv_param: str | None, view: _WatchFilter
+    ) -> list[JsonDict]:
+        """What a new watch sends first: every selected object as ADDED (no resourceVersion,
+        or "0"), the events after ``rv_param``, or a 410 Expired when those are compacted."""
+        if not rv_param or rv_param == "0":
+            return [
+                {"type": "ADDED", "object": obj}
+                for obj in self._list_live(spec, namespace)
+                if view.selected(obj)
+            ]
+        try:
+            since = int(rv_param)
+        except ValueError as error:
+            raise _bad_request(f"invalid resourceVersion {rv_param!r}") from error
+        if since < self._compacted[spec.id]:
+            expired = _error(
+                410,
+                "Expired",
+                f"too old resource version: {since} ({self._compacted[spec.id]})",
+            )
+            return [{"type": "ERROR", "object": status_body(expired)}]
+        initial: list[JsonDict] = []
+        for event in self._events[spec.id]:
+            if event.rv > since and (line := view.translate(event)) is not None:
+                initial.append(line)
+        return initial
 
     async def _stream_events(
         self,
@@ -2751,8 +2775,11 @@ class EmulatorControl:
 class EmulatorProcess:
     """The standalone emulator as a subprocess; ``prefix`` runs it e.g. in a network namespace.
 
-    >>> with EmulatorProcess.start() as server:  # doctest: +SKIP
-    ...     client = Client(kube_config(server.url))
+    >>> with EmulatorProcess.start() as server:
+    ...     server.url.startswith("http://127.0.0.1:")
+    True
+    >>> server.process.returncode
+    0
 
     ``stop()`` (or leaving the ``with``) sends SIGTERM and waits.
     """
