@@ -20,21 +20,19 @@ from metallb_core._model import Model
 from metallb_core._outcomes import AllocationError, PortConflict, SharingConflict
 from metallb_core._service import (
     ADDRESS_POOL,
-    ALLOCATED_FROM_POOL,
     DEPRECATED,
     _go_list,
     annotation,
     cluster_ips,
     desired_ips,
-    ingress_ips,
     policy,
     request_from_service,
     service_annotations,
     service_family,
-    service_key,
     service_request,
 )
 from metallb_core._state import State
+from metallb_core.vocabulary import ALLOCATED_FROM_POOL, ingress_ips, service_key
 
 
 class Event(Model):

@@ -50,7 +50,7 @@ from metallb_core._converge import Event
 from metallb_core._errors import InvalidService
 from metallb_core._l2 import announcing_node
 from metallb_core._model import FrozenMap, Model
-from metallb_core._service import ALLOCATED_FROM_POOL, ingress_ips, service_key
+from metallb_core.vocabulary import ALLOCATED_FROM_POOL, ingress_ips, service_key
 
 EXCLUDE_FROM_LOAD_BALANCERS = "node.kubernetes.io/exclude-from-external-load-balancers"
 """The node label that keeps a node from announcing (any value), as in MetalLB."""

@@ -62,7 +62,6 @@ from announcers.kubernetes.convert import (
     CONFIGMAP_NAME,
     ConfigReading,
     Source,
-    object_key,
     read_config,
     wants_address,
 )
@@ -79,6 +78,7 @@ from announcers.kubernetes.status import (
     status_patch,
     takes_addresses,
 )
+from metallb_core.vocabulary import object_key, service_key
 
 _log = logging.getLogger("announcers.kubernetes.controller")
 
@@ -494,7 +494,7 @@ class Controller:
         services = [self.services.objects[k] for k in keys if k in self.services.objects]
         if not services:
             return
-        by_key = {object_key(service): service for service in services}
+        by_key = {service_key(service): service for service in services}
         after, outcomes = await self._converge(before, services)
         self._milestone("converged")
         plans: list[_Plan] = []

@@ -23,9 +23,9 @@ import yaml
 
 from announcers.kubernetes.client import LightkubeApi
 from announcers.kubernetes.controller import Controller, Replica, Settings
-from announcers.kubernetes.convert import object_key
 from announcers.kubernetes.leader import LeaderTiming
 from announcers.kubernetes.metrics import Metrics
+from metallb_core.vocabulary import object_key
 from tests.support.emulator import ApiServerEmulator, kube_config, kubeconfig_dict, service_manifest
 
 REPO = Path(__file__).resolve().parents[2]

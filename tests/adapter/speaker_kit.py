@@ -19,9 +19,9 @@ from typing import Any
 
 from announcers.arp.interfaces import SelectedInterface
 from announcers.kubernetes.client import LightkubeApi
-from announcers.kubernetes.convert import object_key
 from announcers.kubernetes.speaker import Speaker, SpeakerSettings
 from announcers.mock import MockAnnouncer
+from metallb_core.vocabulary import object_key
 from tests.support.emulator import ApiServerEmulator, kube_config
 
 from .controller_kit import NS, namespace, pool, service

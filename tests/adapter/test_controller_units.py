@@ -10,14 +10,11 @@ import pytest
 
 import metallb_core as core
 from announcers.kubernetes.convert import (
-    ingress_ips,
-    object_key,
     offending_object,
     read_config,
 )
 from announcers.kubernetes.informer import Backoff, is_older
 from announcers.kubernetes.status import (
-    ALLOCATED_FROM_POOL,
     NOTE_LIMIT,
     CreateEvent,
     EventBook,
@@ -28,6 +25,7 @@ from announcers.kubernetes.status import (
     status_patch,
     takes_addresses,
 )
+from metallb_core.vocabulary import ALLOCATED_FROM_POOL, ingress_ips, object_key
 
 from .controller_kit import configmap, layer2, namespace, pool
 
@@ -117,7 +115,7 @@ def test_pool_status_patch_is_exact_and_none_when_current() -> None:
 
 def test_ingress_ips_skip_hostname_entries() -> None:
     service = {"status": {"loadBalancer": {"ingress": [{"hostname": "a"}, {"ip": "10.0.0.1"}]}}}
-    assert ingress_ips(service) == ("10.0.0.1",)
+    assert ingress_ips(service) == ["10.0.0.1"]
 
 
 def test_object_key_of_namespaced_and_cluster_objects() -> None:
