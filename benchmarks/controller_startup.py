@@ -4,7 +4,7 @@ Run from the repository root (about a minute for 5,000 Services on two cores)::
 
     python -m benchmarks.controller_startup [--services 5000] [--concurrency 16]
 
-The emulator (``tests/support/emulator.py``) runs as a subprocess holding N LoadBalancer
+The emulator (``tests/support/emulator/``) runs as a subprocess holding N LoadBalancer
 Services, an ``IPAddressPool`` big enough for all of them, and the MetalLB namespace; the
 controller runs in this process (real HTTP through lightkube). Rows:
 
