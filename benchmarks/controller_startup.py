@@ -2,9 +2,9 @@
 
 Run from the repository root (about a minute for 5,000 Services on two cores)::
 
-    python benchmarks/controller_startup.py [--services 5000] [--concurrency 16]
+    python -m benchmarks.controller_startup [--services 5000] [--concurrency 16]
 
-The emulator (``tests/kubernetes/emulator.py``) runs as a subprocess holding N LoadBalancer
+The emulator (``tests/support/emulator/``) runs as a subprocess holding N LoadBalancer
 Services, an ``IPAddressPool`` big enough for all of them, and the MetalLB namespace; the
 controller runs in this process (real HTTP through lightkube). Rows:
 
@@ -27,27 +27,16 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import importlib
 import ipaddress
 import logging
-import sys
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from announcers.kubernetes.client import SERVICE, LightkubeApi
 from announcers.kubernetes.controller import Replica, Settings
 from announcers.kubernetes.leader import LeaderTiming
-
-# The emulator is test code, not a package: imported by name so that mypy, which sees
-# tests/kubernetes as the top-level package "kubernetes", does not meet it twice.
-emulator: Any = importlib.import_module("tests.kubernetes.emulator")
-EmulatorProcess = emulator.EmulatorProcess
-kube_config = emulator.kube_config
-service_manifest = emulator.service_manifest
+from tests.support.emulator import EmulatorProcess, kube_config, service_manifest
 
 NS = "metallb-system"
 POOL_CIDR = "10.128.0.0/14"  # 262,144 addresses: room for any N this script takes

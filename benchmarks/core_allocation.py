@@ -3,7 +3,6 @@
 Run from the repository root, on an otherwise quiet machine::
 
     python -m benchmarks.core_allocation [--repeats 3]
-    python benchmarks/core_allocation.py
 
 Both allocators run side by side in this one process on the same inputs: Services with one
 port (``TCP/80``), no sharing key, single-stack. The baseline is
@@ -32,11 +31,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
-
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import metallb_core as core
 from benchmarks.baseline_firstfit import FirstFitAllocator, FirstFitPool

@@ -3,7 +3,7 @@
 Run as root from the repository root (needs iproute2; builds its own network namespaces,
 all named ``m4f*``, and deletes them afterwards)::
 
-    python benchmarks/l2_failover.py [--runs 5] [--baseline-runs 1]
+    python -m benchmarks.l2_failover [--runs 5] [--baseline-runs 1]
 
 The lab (L2_REFERENCE.md §5.4): a bridge namespace, a client and two nodes on veths with
 fixed MACs; each node holds the address on ``lo`` (``arp_ignore=1``/``arp_announce=2``) with
@@ -27,33 +27,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import importlib
 import os
 import selectors
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "announcers"))
+from announcers.arp import L2Announcer
+from tests.support import l2lab, netns
+from tests.support.netns import entered
 
-from announcers.arp import L2Announcer  # noqa: E402 - after the path set-up above
-
-# The probe is the network-namespace tests' own (tests/announcers/l2lab.py).
-_l2lab: Any = importlib.import_module("l2lab")
-
-CLONE_NEWNET = 0x40000000
-RUN: str = _l2lab.RUN  # namespace names are global to the host: each carries this run's token
+RUN = netns.run_token()  # namespace names are global to the host: each carries this token
 BRIDGE_NS, BRIDGE = f"m4fbr-{RUN}", "m4fbr0"
 CLIENT_NS = f"m4fc-{RUN}"
 N1, N2 = NODES = (f"m4fn1-{RUN}", f"m4fn2-{RUN}")
@@ -68,34 +57,14 @@ PROBE_EVERY = 0.05
 PROBE_TIMEOUT = 0.2
 
 
-def sh(*args: str, check: bool = True) -> str:
-    return subprocess.run(args, capture_output=True, text=True, check=check).stdout
-
-
 def ns(name: str, *args: str, check: bool = True) -> str:
-    return sh("ip", "netns", "exec", name, *args, check=check)
-
-
-@contextlib.contextmanager
-def entered(name: str) -> Iterator[None]:
-    """The calling thread runs in namespace ``name`` for the duration."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    with open("/proc/thread-self/ns/net", "rb") as home, open(f"/run/netns/{name}", "rb") as ns_fd:
-        if libc.setns(ns_fd.fileno(), CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {name}")
-        try:
-            yield
-        finally:
-            libc.setns(home.fileno(), CLONE_NEWNET)
+    return netns.in_ns(name, *args, check=check).stdout
 
 
 def build() -> None:
     destroy()
     for name in (BRIDGE_NS, CLIENT_NS, *NODES):
-        sh("ip", "netns", "add", name)
-        for key in ("all", "default"):
-            ns(name, "sysctl", "-qw", f"net.ipv6.conf.{key}.accept_dad=0")
-        ns(name, "ip", "link", "set", "lo", "up")
+        netns.new_namespace(name)
     ns(BRIDGE_NS, "ip", "link", "add", BRIDGE, "type", "bridge", "mcast_snooping", "1")
     ns(BRIDGE_NS, "ip", "link", "set", BRIDGE, "up")
     for host in (CLIENT_NS, *NODES):
@@ -113,8 +82,7 @@ def build() -> None:
 
 
 def destroy() -> None:
-    for name in (BRIDGE_NS, CLIENT_NS, *NODES):
-        sh("ip", "netns", "delete", name, check=False)
+    netns.delete_namespaces([BRIDGE_NS, CLIENT_NS, *NODES])
 
 
 class Servers:
@@ -162,7 +130,7 @@ def one_failover(address: IPv4Address | IPv6Address, *, announce: bool, limit: f
     with entered(NODES[0]):
         node1 = L2Announcer()
         node1.announce(address, IFACE)
-    probe = _l2lab.Prober(CLIENT_NS, address, TCP_PORT)
+    probe = l2lab.Prober(CLIENT_NS, address, TCP_PORT)
     with probe:
         deadline = time.monotonic() + 5.0
         while len(probe.successes) < 5:

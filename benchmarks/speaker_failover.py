@@ -1,10 +1,10 @@
 """Speaker failover end to end: a node dies (or stops) and a client reaches the Service again.
 
 Run as root from the repository root (needs iproute2, curl and arping; builds the speaker
-lab of ``tests/kubernetes/speaker_lab.py`` — namespaces ``m6*``, so not while the speaker's
+lab of ``tests/support/speaker_lab.py`` — namespaces ``m6*``, so not while the speaker's
 network-namespace tests run — and deletes it afterwards)::
 
-    python benchmarks/speaker_failover.py [--runs 5] [--baseline-runs 2] [--cost-window 20]
+    python -m benchmarks.speaker_failover [--runs 5] [--baseline-runs 2] [--cost-window 20]
 
 The lab: the API server emulator and the controller in the bridge namespace, three nodes each
 running ``python -m announcers.kubernetes speaker`` with the default flags (Lease renewed
@@ -37,7 +37,6 @@ here): MetalLB about 4-6 s, kube-vip 13-19.5 s with its current Lease defaults, 
 from __future__ import annotations
 
 import argparse
-import importlib
 import random
 import signal
 import socket
@@ -53,29 +52,30 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, TypeAlias
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import metallb_core as core
 from announcers.kubernetes.liveness import LEASE_PREFIX
+from tests.support import l2lab, netns
+from tests.support.emulator import EmulatorControl
+from tests.support.netns import entered
+from tests.support.speaker_lab import (
+    BRIDGE_NS,
+    CLIENT_NS,
+    HTTP_PORT,
+    IFACE,
+    MAC,
+    NODES,
+    TOOLS,
+    SpeakerLab,
+    wait_until,
+)
 
-# The lab and the emulator are test code, not a package: imported by name so that mypy,
-# which sees tests/kubernetes as the package "kubernetes", does not meet them twice.
-_lab: Any = importlib.import_module("tests.kubernetes.speaker_lab")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "announcers"))
-_l2lab: Any = importlib.import_module("l2lab")
-_emulator: Any = importlib.import_module("tests.kubernetes.emulator")
-EmulatorControl = _emulator.EmulatorControl
-SpeakerLab = _lab.SpeakerLab
-Lab: TypeAlias = Any  # a SpeakerLab
-BRIDGE_NS: str = _lab.BRIDGE_NS
-CLIENT_NS: str = _lab.CLIENT_NS
-HTTP_PORT: int = _lab.HTTP_PORT
-IFACE: str = _lab.IFACE
-MAC: dict[str, str] = _lab.MAC
-NODES: tuple[str, ...] = _lab.NODES
-entered = _lab.entered
-missing = _lab.missing
-wait_until = _lab.wait_until
+Lab: TypeAlias = SpeakerLab
+
+
+def missing() -> list[str]:
+    """What this host lacks for the speaker lab (empty: nothing)."""
+    return netns.missing(TOOLS)
+
 
 PROBE_EVERY = 0.02
 PROBE_TIMEOUT = 0.2
@@ -99,8 +99,8 @@ class Client:
     _prober: Any = None
 
     def start(self) -> None:
-        # The probe is the network-namespace tests' own (tests/announcers/l2lab.py).
-        self._prober = _l2lab.Prober(
+        # The probe is the network-namespace tests' own (tests/support/l2lab.py).
+        self._prober = l2lab.Prober(
             CLIENT_NS, ip_address(self.address), HTTP_PORT, every=PROBE_EVERY, timeout=PROBE_TIMEOUT
         )
         self.successes = self._prober.successes  # the prober appends; readers see it live

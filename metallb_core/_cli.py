@@ -31,13 +31,9 @@ from metallb_core._converge import Convergence, converge_all, is_ours
 from metallb_core._errors import ConfigError, InvalidService
 from metallb_core._explain import explain
 from metallb_core._parse import parse_configmap, parse_resources
-from metallb_core._service import (
-    ALLOCATED_FROM_POOL,
-    ingress_ips,
-    request_from_service,
-    service_key,
-)
+from metallb_core._service import request_from_service
 from metallb_core._state import State
+from metallb_core.vocabulary import ALLOCATED_FROM_POOL, ingress_ips, service_key
 
 _CONFIGMAP_KEYS = {"address-pools", "peers", "bgp-communities"}
 _RESOURCE_KINDS = {"IPAddressPool", "L2Advertisement", "Namespace"}

@@ -20,21 +20,19 @@ from metallb_core._model import Model
 from metallb_core._outcomes import AllocationError, PortConflict, SharingConflict
 from metallb_core._service import (
     ADDRESS_POOL,
-    ALLOCATED_FROM_POOL,
     DEPRECATED,
     _go_list,
     annotation,
     cluster_ips,
     desired_ips,
-    ingress_ips,
     policy,
     request_from_service,
     service_annotations,
     service_family,
-    service_key,
     service_request,
 )
 from metallb_core._state import State
+from metallb_core.vocabulary import ALLOCATED_FROM_POOL, ingress_ips, service_key
 
 
 class Event(Model):
@@ -115,6 +113,126 @@ class _Step:
         return self.done(None, None)
 
 
+def _family_checked(
+    step: _Step, service: Mapping[str, Any], current: list[str], pol: str
+) -> tuple[list[str], str] | None:
+    """Step 6: the current IPs, cleared when their family does not fit the ClusterIPs', and
+    the Service's family; None when the ClusterIPs' family cannot be read (write nothing)."""
+    if not current:
+        step.clear()
+        return [], ""
+    spec = service.get("spec") or {}
+    try:
+        lb_family = family_of(current)
+    except ValueError as err:
+        step.events.append(
+            _warning(
+                "nolbIPsIPFamily",
+                f"Failed to retrieve LBIPs IPFamily for {go_quote(current)}: {err}",
+            )
+        )
+        lb_family = "unknown"
+    try:
+        family = service_family(service)
+    except InvalidService as err:
+        step.events.append(
+            _warning(
+                "noclusterIPsIPFamily",
+                "Failed to retrieve ClusterIPs IPFamily for "
+                f"{go_quote(spec.get('clusterIPs') or [])} {spec.get('clusterIP') or ''}: "
+                f"{err}",
+            )
+        )
+        return None
+    if lb_family == "unknown" or (
+        lb_family != family and not (family == "dual" and pol == "PreferDualStack")
+    ):
+        step.clear()
+        return [], family
+    return current, family
+
+
+def _reassigned(
+    step: _Step, service: Mapping[str, Any], current: list[str], family: str
+) -> list[str] | None:
+    """Step 7: the current IPs when they may stay (re-assigned in ``step.state``), [] when
+    they go (cleared), None when the requested IPs are invalid (write nothing)."""
+    if not current:
+        return current
+    current = [str(ipaddress.ip_address(ip)) for ip in current]
+    outcome = assign(
+        step.state,
+        service_request(service, family=family, with_requests=False),
+        [ipaddress.ip_address(c) for c in current],
+    )
+    if isinstance(outcome, AllocationError):
+        step.events.append(
+            _normal(
+                "ClearAssignment",
+                f'current IP for "{step.key}" not allowed by config, will attempt for new IP '
+                f"assignment: {outcome.message}",
+            )
+        )
+        step.cleared_by = outcome
+        step.clear()
+        return []
+    step.state, alloc = outcome
+    wanted_pool = annotation(service, ADDRESS_POOL)
+    if wanted_pool and wanted_pool != alloc.pool:
+        step.clear()
+        return []
+    try:
+        wanted = desired_ips(service)
+    except InvalidService as err:
+        step.events.append(
+            _warning("LoadBalancerFailed", f"invalid requested loadbalancer IPs: {err}")
+        )
+        return None
+    if wanted and sorted(wanted) != sorted(current):
+        step.clear()
+        return []
+    return current
+
+
+def _topped_up(step: _Step, service: Mapping[str, Any], current: list[str]) -> list[str]:
+    """Step 8: a PreferDualStack Service holding one family gets the other from its pool
+    when it can; the IPs it holds afterwards."""
+    topped = add_family(step.state, request_from_service(service))
+    if isinstance(topped, AllocationError):
+        step.events.append(
+            _normal(
+                "AdditionalAssignFailed",
+                f"cannot assign additional IP in PreferDualStack: {topped.message}",
+            )
+        )
+        return current
+    step.state, alloc = topped
+    added = [str(ip) for ip in alloc.ips if str(ip) not in current]
+    step.events.append(_normal("IPAllocated", f'Assigned additional IP "{added[0]}"'))
+    return [str(ip) for ip in alloc.ips]
+
+
+def _allocated(step: _Step, service: Mapping[str, Any]) -> bool:
+    """Step 9: a new allocation into ``step.state``; False (and an AllocationFailed
+    warning) when there is none."""
+    try:
+        request = request_from_service(service)
+    except InvalidService as err:
+        failed = str(err)
+    else:
+        new_state, result = allocate(step.state, request)
+        if not isinstance(result, AllocationError):
+            step.state = new_state
+            ips = [str(ip) for ip in result.ips]
+            step.events.append(_normal("IPAllocated", f"Assigned IP {go_quote(ips)}"))
+            return True
+        failed = result.message
+    step.events.append(
+        _warning("AllocationFailed", f'Failed to allocate IP for "{step.key}": {failed}')
+    )
+    return False
+
+
 def _converge(
     state: State, service: Mapping[str, Any], lb_class: str | None, restore_only: bool = False
 ) -> tuple[State, Convergence, AllocationError | None]:
@@ -148,111 +266,24 @@ def _converge(
     held = state.allocation(key)
     if not current and held is not None:
         current = [str(ip) for ip in held.ips]
-    family = ""
     # 6: the current IPs' family against the ClusterIPs' family.
-    if not current:
-        step.clear()
-    else:
-        try:
-            lb_family = family_of(current)
-        except ValueError as err:
-            step.events.append(
-                _warning(
-                    "nolbIPsIPFamily",
-                    f"Failed to retrieve LBIPs IPFamily for {go_quote(current)}: {err}",
-                )
-            )
-            lb_family = "unknown"
-        try:
-            family = service_family(service)
-        except InvalidService as err:
-            step.events.append(
-                _warning(
-                    "noclusterIPsIPFamily",
-                    "Failed to retrieve ClusterIPs IPFamily for "
-                    f"{go_quote(spec.get('clusterIPs') or [])} {spec.get('clusterIP') or ''}: "
-                    f"{err}",
-                )
-            )
-            return state, step.unchanged(), None
-        if lb_family == "unknown" or (
-            lb_family != family and not (family == "dual" and pol == "PreferDualStack")
-        ):
-            step.clear()
-            current = []
+    checked = _family_checked(step, service, current, pol)
+    if checked is None:
+        return state, step.unchanged(), None
+    current, family = checked
     # 7: the current IPs are re-assigned when still allowed.
-    if current:
-        current = [str(ipaddress.ip_address(ip)) for ip in current]
-        outcome = assign(
-            step.state,
-            service_request(service, family=family, with_requests=False),
-            [ipaddress.ip_address(c) for c in current],
-        )
-        if isinstance(outcome, AllocationError):
-            step.events.append(
-                _normal(
-                    "ClearAssignment",
-                    f'current IP for "{key}" not allowed by config, will attempt for new IP '
-                    f"assignment: {outcome.message}",
-                )
-            )
-            step.cleared_by = outcome
-            step.clear()
-            current = []
-        else:
-            step.state, alloc = outcome
-            wanted_pool = annotation(service, ADDRESS_POOL)
-            if wanted_pool and wanted_pool != alloc.pool:
-                step.clear()
-                current = []
-            else:
-                try:
-                    wanted = desired_ips(service)
-                except InvalidService as err:
-                    step.events.append(
-                        _warning("LoadBalancerFailed", f"invalid requested loadbalancer IPs: {err}")
-                    )
-                    return step.state, step.unchanged(), None
-                if wanted and sorted(wanted) != sorted(current):
-                    step.clear()
-                    current = []
+    kept = _reassigned(step, service, current, family)
+    if kept is None:
+        return step.state, step.unchanged(), None
+    current = kept
     if restore_only:
         return step.state, step.done(None, None), step.cleared_by
     # 8: PreferDualStack top-up from the same pool.
     if len(current) == 1 and pol == "PreferDualStack" and family == "dual":
-        topped = add_family(step.state, request_from_service(service))
-        if isinstance(topped, AllocationError):
-            step.events.append(
-                _normal(
-                    "AdditionalAssignFailed",
-                    f"cannot assign additional IP in PreferDualStack: {topped.message}",
-                )
-            )
-        else:
-            step.state, alloc = topped
-            added = [str(ip) for ip in alloc.ips if str(ip) not in current]
-            current = [str(ip) for ip in alloc.ips]
-            step.events.append(_normal("IPAllocated", f'Assigned additional IP "{added[0]}"'))
+        current = _topped_up(step, service, current)
     # 9: a new allocation.
-    if not current:
-        failed = None
-        try:
-            request = request_from_service(service)
-        except InvalidService as err:
-            failed = str(err)
-        else:
-            new_state, result = allocate(step.state, request)
-            if isinstance(result, AllocationError):
-                failed = result.message
-            else:
-                step.state = new_state
-                current = [str(ip) for ip in result.ips]
-                step.events.append(_normal("IPAllocated", f"Assigned IP {go_quote(current)}"))
-        if failed is not None:
-            step.events.append(
-                _warning("AllocationFailed", f'Failed to allocate IP for "{key}": {failed}')
-            )
-            return step.state, step.done((), None), step.cleared_by
+    if not current and not _allocated(step, service):
+        return step.state, step.done((), None), step.cleared_by
     # 11: write back, in allocation order.
     final = step.state.allocation(key)
     assert final is not None

@@ -13,13 +13,13 @@ from metallb_core._addresses import parse_go_ip
 from metallb_core._allocator import family_of
 from metallb_core._errors import InvalidService
 from metallb_core._request import Port, ServiceRequest
+from metallb_core.vocabulary import service_key
 
 STABLE = "metallb.io/"
 DEPRECATED = "metallb.universe.tf/"
 ADDRESS_POOL = "address-pool"
 LOADBALANCER_IPS = "loadBalancerIPs"
 ALLOW_SHARED_IP = "allow-shared-ip"
-ALLOCATED_FROM_POOL = "metallb.io/ip-allocated-from-pool"
 _POLICIES = ("SingleStack", "PreferDualStack", "RequireDualStack")
 
 
@@ -50,12 +50,6 @@ def annotation(service: Mapping[str, Any], name: str) -> str | None:
     if STABLE + name in notes:
         return notes[STABLE + name]
     return notes.get(DEPRECATED + name)
-
-
-def service_key(service: Mapping[str, Any]) -> str:
-    """``namespace/name``; a Service without a namespace is in ``default``, as kubectl would."""
-    meta = _meta(service)
-    return f"{meta.get('namespace') or 'default'}/{meta.get('name') or ''}"
 
 
 def cluster_ips(service: Mapping[str, Any]) -> list[str]:
@@ -137,13 +131,6 @@ def desired_ips(service: Mapping[str, Any]) -> list[str]:
             raise InvalidService(f'invalid spec.loadBalancerIP "{single}"')
         return [str(ip)]
     return []
-
-
-def ingress_ips(service: Mapping[str, Any]) -> list[str]:
-    """The IPs in ``status.loadBalancer.ingress``, skipping hostname-only entries."""
-    status = service.get("status") or {}
-    entries: Sequence[Mapping[str, Any]] = (status.get("loadBalancer") or {}).get("ingress") or ()
-    return [str(e["ip"]) for e in entries if e.get("ip")]
 
 
 def request_from_service(service: Mapping[str, Any]) -> ServiceRequest:

@@ -50,7 +50,7 @@ from metallb_core._converge import Event
 from metallb_core._errors import InvalidService
 from metallb_core._l2 import announcing_node
 from metallb_core._model import FrozenMap, Model
-from metallb_core._service import ALLOCATED_FROM_POOL, ingress_ips, service_key
+from metallb_core.vocabulary import ALLOCATED_FROM_POOL, ingress_ips, service_key
 
 EXCLUDE_FROM_LOAD_BALANCERS = "node.kubernetes.io/exclude-from-external-load-balancers"
 """The node label that keeps a node from announcing (any value), as in MetalLB."""
@@ -280,6 +280,55 @@ def _why_not(
     return None
 
 
+def _eligibility(
+    by_name: Mapping[str, NodeFacts],
+    ads: Sequence[L2Advertisement],
+    local: bool,
+    endpoints: ServiceEndpoints,
+) -> tuple[list[str], list[str]]:
+    """The eligible nodes by name, and the others as ``name (why not)``, in name order."""
+    eligible: list[str] = []
+    refused: list[str] = []
+    for name in sorted(by_name):
+        why = _why_not(by_name[name], ads, local, endpoints)
+        if why is None:
+            eligible.append(name)
+        else:
+            refused.append(f"{name} ({why})")
+    return eligible, refused
+
+
+def _parse_ips(texts: list[str]) -> list[IPAddress] | str:
+    """The ingress IPs as addresses, or the first text that is not one.
+
+    >>> _parse_ips(["192.0.2.1", "bad"])
+    'bad'
+    """
+    ips: list[IPAddress] = []
+    for text in texts:
+        ip = parse_go_ip(text)
+        if ip is None:
+            return text
+        ips.append(ip)
+    return ips
+
+
+def _refusals(refused: list[str]) -> str:
+    """The nodes refused and why, the first :data:`_NAMED_NODES` of them named.
+
+    >>> _refusals([])
+    'no node is known'
+    >>> _refusals([f"n{i} (excluded)" for i in range(_NAMED_NODES + 2)]).endswith("; and 2 more")
+    True
+    """
+    if not refused:
+        return "no node is known"
+    shown = "; ".join(refused[:_NAMED_NODES])
+    if len(refused) > _NAMED_NODES:
+        shown += f"; and {len(refused) - _NAMED_NODES} more"
+    return shown
+
+
 def elect(
     config: Config,
     service: Mapping[str, Any],
@@ -307,14 +356,9 @@ message='no L2Advertisement covers pool "p"', ips=(IPv4Address('192.0.2.1'),), p
     texts = ingress_ips(service)
     if not texts:
         return NotAnnounced(key=key, reason="noIPAllocated", message="no IP allocated yet")
-    ips: list[IPAddress] = []
-    for text in texts:
-        ip = parse_go_ip(text)
-        if ip is None:
-            return NotAnnounced(
-                key=key, reason="invalidIP", message=f'invalid LoadBalancer IP "{text}"'
-            )
-        ips.append(ip)
+    ips = _parse_ips(texts)
+    if isinstance(ips, str):
+        return NotAnnounced(key=key, reason="invalidIP", message=f'invalid LoadBalancer IP "{ips}"')
     pool = _owning_pool(config, service, ips)
     if pool is None:
         listed = ", ".join(str(ip) for ip in ips)
@@ -341,22 +385,10 @@ message='no L2Advertisement covers pool "p"', ips=(IPv4Address('192.0.2.1'),), p
         )
     local = spec.get("externalTrafficPolicy") == "Local"
     by_name = {node.name: node for node in nodes}
-    eligible: list[str] = []
-    refused: list[str] = []
-    for name in sorted(by_name):
-        why = _why_not(by_name[name], ads, local, endpoints)
-        if why is None:
-            eligible.append(name)
-        else:
-            refused.append(f"{name} ({why})")
+    eligible, refused = _eligibility(by_name, ads, local, endpoints)
     winner = announcing_node(str(ips[0]), eligible)
     if winner is None:
-        if not refused:
-            return nobody("noEligibleNode", "no eligible node: no node is known")
-        shown = "; ".join(refused[:_NAMED_NODES])
-        if len(refused) > _NAMED_NODES:
-            shown += f"; and {len(refused) - _NAMED_NODES} more"
-        return nobody("noEligibleNode", f"no eligible node: {shown}")
+        return nobody("noEligibleNode", f"no eligible node: {_refusals(refused)}")
     mine = [ad for ad in ads if _selects_node(ad, by_name[winner])]
     interfaces: tuple[str, ...] = ()
     if all(ad.interfaces for ad in mine):

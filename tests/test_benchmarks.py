@@ -7,16 +7,11 @@ so the benchmark compares like with like), never timing assertions.
 from __future__ import annotations
 
 import random
-import sys
 from ipaddress import ip_address
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-# The benchmarks are not an installed package: import them from the repository root.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import metallb_core as core
 from benchmarks.baseline_firstfit import (

@@ -164,7 +164,9 @@ def _decide_arp(frame: bytes, interface: InterfaceView, announced: Announced) ->
     return Decision(Verdict.ANSWER, address=arp.target_ip, peer_mac=arp.sender_mac, reply=reply)
 
 
-def _decide_ndp(frame: bytes, interface: InterfaceView, announced: Announced) -> Decision:
+def _decide_ndp(  # noqa: C901 - a flat table: one verdict per RFC 4861 §7.1.1 check, in order
+    frame: bytes, interface: InterfaceView, announced: Announced
+) -> Decision:
     try:
         message = frames.decode_neighbor_discovery(frame)
     except frames.NotNeighborDiscoveryError:

@@ -32,10 +32,22 @@ from announcers.arp import sockets
 from announcers.arp.announcer import L2Announcer
 from announcers.arp.interfaces import SelectedInterface, discover_interfaces
 from announcers.base import UnknownInterfaceError
-from announcers.kubernetes import client, controller, logs, speaker
-from announcers.kubernetes.logs import log_event
-from announcers.kubernetes.metrics import Metrics
-from announcers.kubernetes.speaker_metrics import SpeakerMetrics
+
+try:
+    from announcers.kubernetes import client, controller, logs, speaker
+    from announcers.kubernetes.logs import log_event
+    from announcers.kubernetes.metrics import Metrics
+    from announcers.kubernetes.speaker_metrics import SpeakerMetrics
+except ModuleNotFoundError as _missing:  # lightkube, httpx2, prometheus-client or PyYAML
+    if __name__ != "__main__" or (_missing.name or "").startswith(("announcers", "metallb_core")):
+        raise
+    # One line and the usage status, as for any other unusable environment (docs/cli.md).
+    print(
+        f"python -m announcers.kubernetes: {_missing} (the 'kubernetes' extra is not"
+        " installed): pip install 'metallb-core[kubernetes]'",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 PROG = "python -m announcers.kubernetes"
 EXIT_USAGE = 2

@@ -40,7 +40,7 @@ from lightkube.generic_resource import (
 )
 from lightkube.types import PatchType
 
-JsonDict = dict[str, Any]
+from metallb_core.vocabulary import JsonDict
 
 __all__ = [
     "CONFIG_MAP",
@@ -55,6 +55,7 @@ __all__ = [
     "AlreadyExists",
     "Conflict",
     "Expired",
+    "JsonDict",
     "Kind",
     "KubeApi",
     "KubeError",

@@ -16,39 +16,11 @@ import yaml
 
 import metallb_core as core
 
-JsonDict = dict[str, Any]
 Source = Literal["crds", "configmap", "none"]
 
 #: The ConfigMap of MetalLB v0.10, and the key holding its YAML.
 CONFIGMAP_NAME = "config"
 CONFIGMAP_KEY = "config"
-
-
-def object_key(obj: Mapping[str, Any]) -> str:
-    """``namespace/name`` for a namespaced object, ``name`` for a cluster-scoped one.
-
-    Services are namespaced, so this is also the core's Service key.
-
-    >>> object_key({"metadata": {"namespace": "web", "name": "nginx"}})
-    'web/nginx'
-    >>> object_key({"metadata": {"name": "node-1"}})
-    'node-1'
-    """
-    meta = obj.get("metadata") or {}
-    namespace = meta.get("namespace")
-    name = meta.get("name") or ""
-    return f"{namespace}/{name}" if namespace else name
-
-
-def ingress_ips(service: Mapping[str, Any]) -> tuple[str, ...]:
-    """The IPs in ``status.loadBalancer.ingress``, in order (hostname-only entries skipped).
-
-    >>> ingress_ips({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}})
-    ('10.0.0.1',)
-    """
-    status = service.get("status") or {}
-    entries = (status.get("loadBalancer") or {}).get("ingress") or ()
-    return tuple(e["ip"] for e in entries if isinstance(e, Mapping) and e.get("ip"))
 
 
 def wants_address(service: Mapping[str, Any]) -> bool:

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from announcers.kubernetes.client import Expired, JsonDict, Kind, KubeApi, KubeError, Unavailable
-from announcers.kubernetes.convert import object_key
 from announcers.kubernetes.logs import log_event
+from metallb_core.vocabulary import object_key
 
 ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
 #: ``on_change(type, key, new, old)``: ``new`` is None for DELETED, ``old`` for ADDED.

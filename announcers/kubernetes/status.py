@@ -18,12 +18,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import metallb_core as core
-from announcers.kubernetes.convert import ingress_ips
+from metallb_core.vocabulary import ALLOCATED_FROM_POOL, JsonDict, ingress_ips
 
-JsonDict = dict[str, Any]
-
-#: The annotation the controller writes on every Service it gives addresses to.
-ALLOCATED_FROM_POOL = "metallb.io/ip-allocated-from-pool"
 #: ``status.loadBalancer.ingress[*].ipMode`` for a Layer-2 address: traffic reaches the node
 #: with the load-balancer IP as destination.
 IP_MODE = "VIP"

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Protocol
 
-import l2lab
 import pytest
 
 from announcers.arp import L2Announcer
 from announcers.base import Announcer, AnnouncerClosedError, IPAddress, UnknownInterfaceError
 from announcers.mock import MockAnnouncer
+from tests.support import l2lab, netns
 
 FIRST, SECOND = (ours for ours, _ in l2lab.KIT_PAIRS)
 UNKNOWN = "m4nope0"
@@ -66,12 +66,12 @@ class WireHarness:
 
 @pytest.fixture(scope="module")
 def kit() -> Iterator[None]:
-    l2lab.require("ip")
+    netns.require("ip")
     l2lab.build_kit()
     try:
         yield
     finally:
-        l2lab.delete_namespaces([l2lab.KIT_NS])
+        netns.delete_namespaces([l2lab.KIT_NS])
 
 
 @pytest.fixture(params=["mock", pytest.param("l2", marks=pytest.mark.netns)])
@@ -80,7 +80,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         yield MockHarness()
         return
     request.getfixturevalue("kit")
-    with l2lab.entered(l2lab.KIT_NS):
+    with netns.entered(l2lab.KIT_NS):
         wire = WireHarness()
         try:
             yield wire

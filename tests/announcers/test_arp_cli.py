@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
 
-import l2lab
 import pytest
+
+from tests.support import l2lab, netns
 
 PROG = [sys.executable, "-m", "announcers.arp"]
 ENV = {**os.environ, "PYTHONPATH": str(l2lab.REPO)}
@@ -58,28 +59,28 @@ def test_missing_capability_is_one_line_and_exit_2() -> None:
         ("setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw") if os.geteuid() == 0 else ()
     )
     if prefix:
-        l2lab.require("setpriv")
+        netns.require("setpriv")
     assert "CAP_NET_RAW" in one_error_line(run("--interface", "lo", "192.0.2.10", prefix=prefix))
 
 
 def test_interface_without_ethernet_address_is_one_line_and_exit_2() -> None:
-    l2lab.require()
+    netns.require()
     assert "no Ethernet address" in one_error_line(run("--interface", "lo", "192.0.2.10"))
 
 
 @pytest.fixture(scope="module")
 def kit() -> Iterator[None]:
-    l2lab.require("ip")
+    netns.require("ip")
     l2lab.build_kit()
     try:
         yield
     finally:
-        l2lab.delete_namespaces([l2lab.KIT_NS])
+        netns.delete_namespaces([l2lab.KIT_NS])
 
 
 @pytest.fixture
 def client(kit: None) -> Iterator[l2lab.WireClient]:
-    with l2lab.entered(l2lab.KIT_NS):
+    with netns.entered(l2lab.KIT_NS):
         wire = l2lab.WireClient(PEER)
         try:
             yield wire

@@ -17,12 +17,12 @@ import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 
-import l2lab
 import pytest
-from l2lab import CLIENT_NS, IFACE, NODE_MAC, VIP4, VIP6, Lab
 
 from announcers.arp import L2Announcer
 from announcers.base import IPAddress
+from tests.support import l2lab, netns
+from tests.support.l2lab import CLIENT_NS, IFACE, NODE_MAC, VIP4, VIP6, Lab
 
 pytestmark = pytest.mark.netns
 
@@ -32,7 +32,7 @@ FAMILIES = pytest.mark.parametrize("vip", [VIP4, VIP6], ids=["ipv4", "ipv6"])
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    l2lab.require(*l2lab.TOOLS)
+    netns.require(*l2lab.TOOLS)
     lab = Lab(tmp_path_factory.mktemp("l2lab"))
     try:
         lab.build()
@@ -90,16 +90,16 @@ def test_kernel_unicast_reachability_probe_is_answered(lab: Lab, vip: IPAddress)
     (which would make it STALE again), so REACHABLE proves the unicast probe was answered."""
     family = "ipv4" if vip.version == 4 else "ipv6"
     key = f"net.{family}.neigh.{IFACE}.delay_first_probe_time"
-    l2lab.in_ns(CLIENT_NS, "sysctl", "-qw", f"{key}=1")
-    with l2lab.entered(N1):
+    netns.in_ns(CLIENT_NS, "sysctl", "-qw", f"{key}=1")
+    with netns.entered(N1):
         announcer = L2Announcer(announce_on_takeover=False)
         announcer.announce(vip, IFACE)
     try:
-        l2lab.in_ns(
+        netns.in_ns(
             CLIENT_NS, "ip", "neigh", "replace", str(vip), "lladdr", NODE_MAC[N1],
             "dev", IFACE, "nud", "stale",
         )  # fmt: skip
-        with l2lab.entered(CLIENT_NS):
+        with netns.entered(CLIENT_NS):
             family_constant = socket.AF_INET if vip.version == 4 else socket.AF_INET6
             with socket.socket(family_constant, socket.SOCK_DGRAM) as udp:
                 udp.sendto(b"ping", (str(vip), 9))
@@ -109,20 +109,20 @@ def test_kernel_unicast_reachability_probe_is_answered(lab: Lab, vip: IPAddress)
         assert lab.neighbour(vip) == (NODE_MAC[N1], "REACHABLE")
     finally:
         announcer.close()
-        l2lab.in_ns(CLIENT_NS, "sysctl", "-qw", f"{key}=5")
+        netns.in_ns(CLIENT_NS, "sysctl", "-qw", f"{key}=5")
 
 
 def test_solicitations_still_answered_behind_an_mld_querier_bridge(lab: Lab) -> None:
     """With a querier, the bridge forwards solicited-node multicast only to ports that
     reported membership; node 2 (no announcer, no membership) stops seeing the
     solicitations while node 1, which joined with IPV6_JOIN_GROUP, keeps answering."""
-    l2lab.in_ns(
+    netns.in_ns(
         l2lab.BRIDGE_NS, "ip", "link", "set", l2lab.BRIDGE, "type", "bridge", "mcast_querier", "1"
     )
     # An address no other test uses: its group cannot linger in the bridge from before.
     vip = IPv6Address("fd00:44::1:1")
     lab.announcer(N1, vip)
-    mdb = l2lab.in_ns(l2lab.BRIDGE_NS, "bridge", "mdb", "show").stdout
+    mdb = netns.in_ns(l2lab.BRIDGE_NS, "bridge", "mdb", "show").stdout
     assert re.search(rf"port {lab.port(N1)} grp ff02::1:ff01:1\b", mdb), mdb
 
     def snooping_with_answer() -> bool:
@@ -145,10 +145,10 @@ def test_solicitations_still_answered_behind_an_mld_querier_bridge(lab: Lab) -> 
 
 
 def test_after_withdraw_arping_dad_sees_nobody(lab: Lab) -> None:
-    with l2lab.entered(N1):
+    with netns.entered(N1):
         announcer = L2Announcer()
     try:
-        with l2lab.entered(N1):
+        with netns.entered(N1):
             announcer.announce(VIP4, IFACE)
         assert received(lab.arping("-c", "1", "-w", "1")) == 1
         announcer.withdraw(VIP4, IFACE)
@@ -188,7 +188,7 @@ def test_takeover_moves_the_client_neighbour_entry_to_node_2(lab: Lab, vip: IPAd
     with l2lab.Prober(CLIENT_NS, vip) as probe:
         l2lab.wait_for(lambda: len(probe.successes) >= 3, 5.0, "the probe reaching node 1")
         assert node1.stop() == 0
-        l2lab.in_ns(l2lab.BRIDGE_NS, "ip", "link", "set", lab.port(N1), "down")
+        netns.in_ns(l2lab.BRIDGE_NS, "ip", "link", "set", lab.port(N1), "down")
         lab.announcer(N2, vip)
         took_over = time.monotonic()
         l2lab.wait_for(lambda: probe.successes_after(took_over) >= 3, 5.0, "node 2 serving")
@@ -204,8 +204,8 @@ def test_without_announcement_the_client_keeps_the_dead_mac(lab: Lab, vip: IPAdd
     node1 = lab.announcer(N1, vip)
     assert lab.curl(vip).stdout == N1
     node1.stop()
-    l2lab.in_ns(l2lab.BRIDGE_NS, "ip", "link", "set", lab.port(N1), "down")
-    with l2lab.entered(N2):
+    netns.in_ns(l2lab.BRIDGE_NS, "ip", "link", "set", lab.port(N1), "down")
+    with netns.entered(N2):
         silent = L2Announcer(announce_on_takeover=False)
         silent.announce(vip, IFACE)
     try:
@@ -254,7 +254,7 @@ def test_discovery_skips_enslaved_ports_and_loopback(
     lab: Lab, ns: str, expected: list[str]
 ) -> None:
     code = "from announcers.arp import discover_interfaces as d; print([i.name for i in d()])"
-    out = l2lab.in_ns(ns, sys.executable, "-c", code, timeout=20).stdout
+    out = netns.in_ns(ns, sys.executable, "-c", code, timeout=20).stdout
     assert out.strip() == repr(expected)
 
 

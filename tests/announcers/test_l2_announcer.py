@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 
-import l2lab
 import pytest
 
 from announcers.arp import L2Announcer, UnsupportedInterfaceError, frames
 from announcers.arp import announcer as announcer_module
 from announcers.base import IPAddress
+from tests.support import l2lab, netns
 
 pytestmark = pytest.mark.netns
 
@@ -29,17 +29,17 @@ VIP6 = IPv6Address("fd00:46::100")
 
 @pytest.fixture(scope="module")
 def kit() -> Iterator[None]:
-    l2lab.require("ip")
+    netns.require("ip")
     l2lab.build_kit()
     try:
         yield
     finally:
-        l2lab.delete_namespaces([l2lab.KIT_NS])
+        netns.delete_namespaces([l2lab.KIT_NS])
 
 
 @pytest.fixture
 def inside(kit: None) -> Iterator[None]:
-    with l2lab.entered(l2lab.KIT_NS):
+    with netns.entered(l2lab.KIT_NS):
         yield
 
 
@@ -261,8 +261,8 @@ def test_interface_down_and_up_is_answered_again(
     make: type[L2Announcer], client: l2lab.WireClient
 ) -> None:
     make().announce(VIP4, IFACE)
-    l2lab.sh("ip", "link", "set", IFACE, "down")
-    l2lab.sh("ip", "link", "set", IFACE, "up")
+    netns.sh("ip", "link", "set", IFACE, "down")
+    netns.sh("ip", "link", "set", IFACE, "up")
     l2lab.wait_for(lambda: client.who_has(VIP4, timeout=0.2) == our_mac(), 5.0, "an answer")
 
 
@@ -273,14 +273,14 @@ def test_interface_recreated_is_answered_again(
     spare, spare_peer = "m4kx0", "m4ky0"
 
     def create() -> None:
-        l2lab.sh("ip", "link", "add", spare, "type", "veth", "peer", "name", spare_peer)
-        l2lab.sh("ip", "link", "set", spare, "up")
-        l2lab.sh("ip", "link", "set", spare_peer, "up")
+        netns.sh("ip", "link", "add", spare, "type", "veth", "peer", "name", spare_peer)
+        netns.sh("ip", "link", "set", spare, "up")
+        netns.sh("ip", "link", "set", spare_peer, "up")
 
     create()
     try:
         make().announce(VIP4, spare)
-        l2lab.sh("ip", "link", "delete", spare)
+        netns.sh("ip", "link", "delete", spare)
         create()
         client = l2lab.WireClient(spare_peer)
         try:
@@ -288,7 +288,7 @@ def test_interface_recreated_is_answered_again(
         finally:
             client.close()
     finally:
-        l2lab.sh("ip", "link", "delete", spare, check=False)
+        netns.sh("ip", "link", "delete", spare, check=False)
 
 
 def test_loopback_is_not_an_ethernet_interface(make: type[L2Announcer]) -> None:

@@ -24,21 +24,13 @@ from typing import Any, Literal, cast
 import pytest
 
 import metallb_core as core
-
-Family = Literal["ipv4", "ipv6", "dual"]
-Policy = Literal["SingleStack", "PreferDualStack", "RequireDualStack"]
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+from tests.support.builders import IP, Family, Policy, config, ips, pool
 
 TEAM_METALLB = {"matchLabels": {"team": "metallb"}}
 
 
 # --------------------------------------------------------------------------------------
 # helpers
-
-
-def ips(*texts: str) -> tuple[IP, ...]:
-    """The addresses as ``ipaddress`` objects, in the given order."""
-    return tuple(ipaddress.ip_address(text) for text in texts)
 
 
 def port(spec: str) -> core.Port:
@@ -125,36 +117,6 @@ def fail(state: core.State, req: core.ServiceRequest) -> core.AllocationError:
     assert snapshot(state) == before
     assert outcome.reason == "AllocationFailed"
     return outcome
-
-
-def pool(
-    name: str,
-    *cidrs: str,
-    auto_assign: bool = True,
-    avoid_buggy_ips: bool = False,
-    priority: int | None = None,
-    namespaces: Sequence[str] = (),
-    selectors: Sequence[Mapping[str, Any]] = (),
-    exclude: Sequence[str] = (),
-) -> core.Pool:
-    """A pool; a ``serviceAllocation`` block only when priority, namespaces or selectors given."""
-    allocation = None
-    if priority is not None or namespaces or selectors:
-        allocation = core.ServiceAllocation(
-            priority=priority or 0, namespaces=list(namespaces), service_selectors=list(selectors)
-        )
-    return core.Pool(
-        name=name,
-        cidrs=list(cidrs),
-        auto_assign=auto_assign,
-        avoid_buggy_ips=avoid_buggy_ips,
-        service_allocation=allocation,
-        exclude=list(exclude),
-    )
-
-
-def config(*pools: core.Pool) -> core.Config:
-    return core.Config(pools=list(pools))
 
 
 # --------------------------------------------------------------------------------------

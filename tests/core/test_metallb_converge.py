@@ -13,16 +13,15 @@ CIDRs here (5.6.7.0/31, 5000::/127); see ``tests/core/metallb_cases_notes.md``.
 from __future__ import annotations
 
 import copy
-import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
 import metallb_core as core
+from tests.support.builders import IP, ips, pool, state_of
 
 EventTuple = tuple[str, str, str]
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ALLOCATED_FROM = "metallb.io/ip-allocated-from-pool"
 ADDRESS_POOL = "metallb.io/address-pool"
@@ -69,22 +68,17 @@ def service(
     spec: dict[str, Any] = {"type": type_}
     if cluster_ips:
         spec["clusterIPs"] = list(cluster_ips)
-    if cluster_ip is not None:
-        spec["clusterIP"] = cluster_ip
-    if policy is not None:
-        spec["ipFamilyPolicy"] = policy
-    if families is not None:
-        spec["ipFamilies"] = list(families)
-    if lb_ip is not None:
-        spec["loadBalancerIP"] = lb_ip
-    if etp is not None:
-        spec["externalTrafficPolicy"] = etp
-    if selector is not None:
-        spec["selector"] = dict(selector)
-    if ports:
-        spec["ports"] = [{"protocol": proto, "port": number} for proto, number in ports]
-    if lb_class is not None:
-        spec["loadBalancerClass"] = lb_class
+    optional = {
+        "clusterIP": cluster_ip,
+        "ipFamilyPolicy": policy,
+        "ipFamilies": None if families is None else list(families),
+        "loadBalancerIP": lb_ip,
+        "externalTrafficPolicy": etp,
+        "selector": None if selector is None else dict(selector),
+        "ports": [{"protocol": proto, "port": number} for proto, number in ports] or None,
+        "loadBalancerClass": lb_class,
+    }
+    spec.update({field: value for field, value in optional.items() if value is not None})
     svc: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -127,10 +121,6 @@ def cleared(key: str, err: str) -> EventTuple:
 
 def deprecated(key: str) -> EventTuple:
     return warning("deprecatedAnnotation", f"Service uses deprecated annotation {key}")
-
-
-def ips(*texts: str) -> tuple[IP, ...]:
-    return tuple(ipaddress.ip_address(t) for t in texts)
 
 
 def key_of(svc: Mapping[str, Any]) -> str:
@@ -186,35 +176,13 @@ def written(svc: Mapping[str, Any], conv: core.Convergence) -> dict[str, Any]:
     return out
 
 
-def pool(
-    name: str,
-    *cidrs: str,
-    auto_assign: bool = True,
-    priority: int | None = None,
-    namespaces: Sequence[str] = (),
-    selectors: Sequence[Mapping[str, Any]] = (),
-) -> core.Pool:
-    allocation = None
-    if priority is not None or namespaces or selectors:
-        allocation = core.ServiceAllocation(
-            priority=priority or 0, namespaces=list(namespaces), service_selectors=list(selectors)
-        )
-    return core.Pool(
-        name=name, cidrs=list(cidrs), auto_assign=auto_assign, service_allocation=allocation
-    )
-
-
-def fresh(*pools: core.Pool) -> core.State:
-    return core.State.empty(core.Config(pools=list(pools)))
-
-
 # --------------------------------------------------------------------------------------
 # TestControllerMutation
 
 
 def controller_state() -> core.State:
     team = [{"matchLabels": {"team": "metallb"}}]
-    return fresh(
+    return state_of(
         pool("pool1", "1.2.3.0/31"),
         pool("pool2", "3.4.5.6/32", auto_assign=False),
         pool("pool3", "1000::/127"),
@@ -620,7 +588,7 @@ def test_empty_pool_set_leaves_an_unallocated_service_alone() -> None:
 
 
 def test_pools_arriving_let_the_service_allocate() -> None:
-    _, conv = converge(fresh(pool("default", "1.2.3.0/24")), service())
+    _, conv = converge(state_of(pool("default", "1.2.3.0/24")), service())
     assert (conv.ingress, conv.pool, events(conv)) == (
         ("1.2.3.0",),
         "default",
@@ -630,7 +598,7 @@ def test_pools_arriving_let_the_service_allocate() -> None:
 
 def test_removing_every_pool_clears_an_allocated_service_silently() -> None:
     svc = service()
-    state, conv = converge(fresh(pool("default", "1.2.3.0/24")), svc)
+    state, conv = converge(state_of(pool("default", "1.2.3.0/24")), svc)
     state, dropped = core.reload(state, core.Config())
     assert [a.key for a in dropped] == [K]
     _, again = converge(state, written(svc, conv))
@@ -638,13 +606,13 @@ def test_removing_every_pool_clears_an_allocated_service_silently() -> None:
 
 
 def test_pending_service_fails_while_the_pool_is_full() -> None:
-    state, _ = converge(fresh(pool("default", "1.2.3.0/32")), service("svc1"))
+    state, _ = converge(state_of(pool("default", "1.2.3.0/32")), service("svc1"))
     _, conv = converge(state, service("svc2"))
     assert (conv.ingress, events(conv)) == ((), [failed("default/svc2", "no available IPs")])
 
 
 def test_deleted_service_frees_its_ip_for_a_pending_service() -> None:
-    state, _ = converge(fresh(pool("default", "1.2.3.0/32")), service("svc1"))
+    state, _ = converge(state_of(pool("default", "1.2.3.0/32")), service("svc1"))
     state, _ = converge(state, service("svc2"))
     state = core.release(state, "default/svc1")
     _, conv = converge(state, service("svc2"))
@@ -653,7 +621,7 @@ def test_deleted_service_frees_its_ip_for_a_pending_service() -> None:
 
 def test_adding_a_pool_keeps_the_current_allocation() -> None:
     svc = service()
-    state, conv = converge(fresh(pool("default", "1.2.3.0/24", "1000::1/127")), svc)
+    state, conv = converge(state_of(pool("default", "1.2.3.0/24", "1000::1/127")), svc)
     cfg = core.Config(
         pools=[pool("default", "1.2.3.0/24", "1000::1/127"), pool("second", "4.5.6.0/24")]
     )
@@ -665,7 +633,7 @@ def test_adding_a_pool_keeps_the_current_allocation() -> None:
 
 def test_removing_the_pool_reallocates_from_the_remaining_pool() -> None:
     svc = service()
-    state, conv = converge(fresh(pool("default", "1.2.3.0/24", "1000::1/127")), svc)
+    state, conv = converge(state_of(pool("default", "1.2.3.0/24", "1000::1/127")), svc)
     state, _ = core.reload(state, core.Config(pools=[pool("second", "4.5.6.0/24")]))
     _, again = converge(state, written(svc, conv))
     assert again.ingress == ("4.5.6.0",)
@@ -678,14 +646,14 @@ def test_removing_the_pool_reallocates_from_the_remaining_pool() -> None:
 
 def test_dual_stack_service_gets_both_families_from_a_dual_pool() -> None:
     svc = service(cluster_ips=["1.2.3.4", "1000::"], policy=REQUIRE)
-    _, conv = converge(fresh(pool("default", "1.2.3.0/24", "1000::1/127")), svc)
+    _, conv = converge(state_of(pool("default", "1.2.3.0/24", "1000::1/127")), svc)
     assert (conv.ingress, conv.pool) == (("1.2.3.0", "1000::"), "default")
     assert events(conv) == [assigned("1.2.3.0", "1000::")]
 
 
 def test_former_load_balancer_releases_its_ip() -> None:
     svc = service()
-    state, conv = converge(fresh(pool("default", "1.2.3.0/32")), svc)
+    state, conv = converge(state_of(pool("default", "1.2.3.0/32")), svc)
     node_port = written(svc, conv)
     node_port["spec"]["type"] = "NodePort"
     state, again = converge(state, node_port)
@@ -711,7 +679,7 @@ def test_require_dual_stack_with_a_single_cluster_ip_is_refused() -> None:
 
 def test_prefer_dual_stack_adds_the_missing_family_once_the_pool_has_it() -> None:
     svc = service(cluster_ips=DUAL, policy=PREFER)
-    state, conv = converge(fresh(pool("p", "1.2.3.0/31")), svc)
+    state, conv = converge(state_of(pool("p", "1.2.3.0/31")), svc)
     assert conv.ingress == ("1.2.3.0",)
     state, _ = core.reload(state, core.Config(pools=[pool("p", "1.2.3.0/31", "1000::/127")]))
     _, again = converge(state, written(svc, conv))
@@ -722,7 +690,7 @@ def test_prefer_dual_stack_adds_the_missing_family_once_the_pool_has_it() -> Non
 def test_prefer_dual_stack_reports_the_missing_family_on_every_converge() -> None:
     # Decision 2 applied to the top-up (MetalLB: '["1.2.3.0" "<nil>"] is not allowed in config').
     svc = service(cluster_ips=DUAL, policy=PREFER)
-    state, conv = converge(fresh(pool("p", "1.2.3.0/31")), svc)
+    state, conv = converge(state_of(pool("p", "1.2.3.0/31")), svc)
     _, again = converge(state, written(svc, conv))
     assert (again.ingress, again.pool) == (("1.2.3.0",), "p")
     assert events(again) == [
@@ -735,7 +703,7 @@ def test_prefer_dual_stack_reports_the_missing_family_on_every_converge() -> Non
 
 def test_prefer_dual_stack_top_up_stays_in_the_current_pool() -> None:
     svc = service(cluster_ips=DUAL, policy=PREFER)
-    state, conv = converge(fresh(pool("v4", "1.2.3.0/31"), pool("other-v6", "1000::/127")), svc)
+    state, conv = converge(state_of(pool("v4", "1.2.3.0/31"), pool("other-v6", "1000::/127")), svc)
     assert (conv.ingress, conv.pool) == (("1.2.3.0",), "v4")
     _, again = converge(state, written(svc, conv))
     assert again.ingress == ("1.2.3.0",)
@@ -798,14 +766,14 @@ def test_single_cluster_ip_field_gives_the_family() -> None:
 
 
 def test_services_with_the_same_sharing_key_share_an_ip() -> None:
-    state = fresh(pool("p", "1.2.3.0/30"))
+    state = state_of(pool("p", "1.2.3.0/30"))
     state, first = converge(state, service("a", annotations={SHARED: "k"}, ports=[("TCP", 80)]))
     _, second = converge(state, service("b", annotations={SHARED: "k"}, ports=[("TCP", 443)]))
     assert (first.ingress, second.ingress) == (("1.2.3.0",), ("1.2.3.0",))
 
 
 def test_services_with_clashing_ports_do_not_share() -> None:
-    state = fresh(pool("p", "1.2.3.0/30"))
+    state = state_of(pool("p", "1.2.3.0/30"))
     state, _ = converge(state, service("a", annotations={SHARED: "k"}, ports=[("TCP", 80)]))
     _, second = converge(state, service("b", annotations={SHARED: "k"}, ports=[("TCP", 80)]))
     assert second.ingress == ("1.2.3.1",)
@@ -860,7 +828,7 @@ def holding(name: str, *addresses: str, pool_name: str = "p", **kwargs: Any) -> 
 
 def test_converge_all_restores_recorded_ips_before_allocating_pending_services() -> None:
     services = [service("a"), holding("b", "1.2.3.0")]
-    _, results = converge_all(fresh(pool("p", "1.2.3.0/31")), services)
+    _, results = converge_all(state_of(pool("p", "1.2.3.0/31")), services)
     assert (results["default/b"].ingress, events(results["default/b"])) == (("1.2.3.0",), [])
     assert (results["default/a"].ingress, events(results["default/a"])) == (
         ("1.2.3.1",),
@@ -875,7 +843,7 @@ def test_converge_all_converges_services_with_more_ingress_entries_first() -> No
         holding("single", "1.2.3.0"),
         holding("dual", "1.2.3.0", "1000::", cluster_ips=DUAL, policy=REQUIRE),
     ]
-    _, results = converge_all(fresh(pool("p", "1.2.3.0/31", "1000::/127")), services)
+    _, results = converge_all(state_of(pool("p", "1.2.3.0/31", "1000::/127")), services)
     dual, single = results["default/dual"], results["default/single"]
     assert (dual.ingress, events(dual)) == (("1.2.3.0", "1000::"), [])
     assert single.ingress == ("1.2.3.1",)
@@ -897,7 +865,7 @@ def test_converge_all_converges_services_with_more_ingress_entries_first() -> No
 
 def test_converge_all_keeps_pending_services_pending_when_the_pool_is_full() -> None:
     services = [service("p1"), holding("c1", "1.2.3.0"), service("p2"), holding("c2", "1.2.3.1")]
-    _, results = converge_all(fresh(pool("p", "1.2.3.0/31")), services)
+    _, results = converge_all(state_of(pool("p", "1.2.3.0/31")), services)
     assert {key: conv.ingress for key, conv in results.items()} == {
         "default/p1": (),
         "default/p2": (),
@@ -909,7 +877,7 @@ def test_converge_all_keeps_pending_services_pending_when_the_pool_is_full() -> 
 
 def test_converge_all_returns_the_state_holding_every_allocation() -> None:
     services = [service("a"), holding("b", "1.2.3.0")]
-    state, _ = converge_all(fresh(pool("p", "1.2.3.0/31")), services)
+    state, _ = converge_all(state_of(pool("p", "1.2.3.0/31")), services)
     assert snapshot(state) == {
         "default/a": (ips("1.2.3.1"), "p", "", ""),
         "default/b": (ips("1.2.3.0"), "p", "", ""),
@@ -918,12 +886,12 @@ def test_converge_all_returns_the_state_holding_every_allocation() -> None:
 
 def test_converge_all_keeps_ips_across_repeated_restarts() -> None:
     services = [service("a"), service("b"), service("c"), service("d")]
-    _, results = converge_all(fresh(pool("p", "1.2.3.0/31")), services)
+    _, results = converge_all(state_of(pool("p", "1.2.3.0/31")), services)
     first = {key: conv.ingress for key, conv in results.items()}
     assert sorted(v for v in first.values() if v) == [("1.2.3.0",), ("1.2.3.1",)]
     current = [written(svc, results[key_of(svc)]) for svc in services]
     for _ in range(5):
-        _, results = converge_all(fresh(pool("p", "1.2.3.0/31")), current)
+        _, results = converge_all(state_of(pool("p", "1.2.3.0/31")), current)
         assert {key: conv.ingress for key, conv in results.items()} == first
         for key, ingress in first.items():
             if ingress:
@@ -932,7 +900,7 @@ def test_converge_all_keeps_ips_across_repeated_restarts() -> None:
 
 def test_converge_all_skips_services_of_another_class() -> None:
     services = [service("mine"), service("theirs", lb_class="other")]
-    _, results = converge_all(fresh(pool("p", "1.2.3.0/31")), services)
+    _, results = converge_all(state_of(pool("p", "1.2.3.0/31")), services)
     assert results["default/theirs"].ingress is None
     assert results["default/mine"].ingress == ("1.2.3.0",)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ipaddress import ip_address
 
-from naive_model import (
+from tests.support.naive_model import (
     ModelAllocation,
     ModelError,
     ModelPool,

@@ -149,6 +149,22 @@ def _is_under(name: str, prefixes: Iterable[str]) -> str | None:
     return next((p for p in prefixes if name == p or name.startswith(p + ".")), None)
 
 
+def _import_problem(name: str, allowed_roots: set[str], cli_modules: set[str]) -> str | None:
+    """Why importing ``name`` breaks the purity rules, or None."""
+    root = name.partition(".")[0]
+    if root == "__future__":
+        return None
+    if root not in allowed_roots:
+        return "not the standard library or pydantic"
+    if root in IO_MODULES:
+        return "an I/O module"
+    if _is_under(name, IO_NAMES):
+        return "reads the world"
+    if _is_under(name, cli_modules):
+        return "the CLI"
+    return None
+
+
 def source_findings(source: str, module: str, is_package: bool = False) -> list[Finding]:
     """Everything in ``source`` (the module ``module``) that breaks the purity rules."""
     tree = ast.parse(source)
@@ -159,17 +175,9 @@ def source_findings(source: str, module: str, is_package: bool = False) -> list[
     for line, name, binding in _imports(tree, module, is_package):
         local, _, bound = binding.partition("=")
         aliases[local] = bound
-        root = name.partition(".")[0]
-        if root == "__future__":
-            continue
-        if root not in allowed_roots:
-            findings.append(Finding(line, f"imports {name}: not the standard library or pydantic"))
-        elif root in IO_MODULES:
-            findings.append(Finding(line, f"imports {name}: an I/O module"))
-        elif _is_under(name, IO_NAMES):
-            findings.append(Finding(line, f"imports {name}: reads the world"))
-        elif _is_under(name, cli_modules):
-            findings.append(Finding(line, f"imports {name}: the CLI"))
+        problem = _import_problem(name, allowed_roots, cli_modules)
+        if problem is not None:
+            findings.append(Finding(line, f"imports {name}: {problem}"))
     # Loads only: the outermost node of each chain is checked once, with aliases resolved.
     inner: set[int] = set()
     for node in ast.walk(tree):
@@ -283,7 +291,7 @@ import subprocess, sys, threading, time, traceback, uuid
 
 root, package, pure, blocked, workload = sys.argv[1:6]
 pure, blocked = json.loads(pure), set(json.loads(blocked))
-sys.path.insert(0, root)
+assert sys.path[0] == "", sys.path  # -c without -P: the working directory, ``root``, first
 report = {"violations": [], "imported": [], "errors": [], "cli_loaded_by_package": None}
 assert not any(m == package or m.startswith(package + ".") for m in sys.modules)
 import pydantic, pydantic_core  # loaded unguarded: only the package is under test
@@ -434,7 +442,8 @@ def run_guarded(root: Path, package: str, pure: Iterable[str], workload: str) ->
     result = subprocess.run(
         [
             sys.executable,
-            "-I",
+            "-E",  # isolated from the environment (PYTHONPATH, ...) and the user's site, but
+            "-s",  # not -I: -I implies -P, and the package is found in the working directory
             "-B",
             "-c",
             GUARD,
@@ -448,6 +457,7 @@ def run_guarded(root: Path, package: str, pure: Iterable[str], workload: str) ->
         text=True,
         timeout=120,
         check=False,
+        cwd=root,
     )
     assert result.returncode == 0, result.stderr
     report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])

@@ -7,38 +7,11 @@ MetalLB-derived tables in ``test_metallb_allocator.py`` do not already pin.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import metallb_core as core
-
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
-Family = Literal["ipv4", "ipv6", "dual"]
-Policy = Literal["SingleStack", "PreferDualStack", "RequireDualStack"]
-
-
-def ips(*texts: str) -> tuple[IP, ...]:
-    return tuple(ipaddress.ip_address(text) for text in texts)
-
-
-def pool(
-    name: str,
-    *cidrs: str,
-    auto_assign: bool = True,
-    priority: int | None = None,
-    namespaces: Sequence[str] = (),
-) -> core.Pool:
-    allocation = None
-    if priority is not None or namespaces:
-        allocation = core.ServiceAllocation(priority=priority or 0, namespaces=namespaces)
-    return core.Pool(
-        name=name, cidrs=list(cidrs), auto_assign=auto_assign, service_allocation=allocation
-    )
-
-
-def state_of(*pools: core.Pool) -> core.State:
-    return core.State.empty(core.Config(pools=list(pools)))
+from tests.support.builders import IP, Family, Policy, ips, pool, state_of
 
 
 def request(

@@ -17,16 +17,11 @@ import pytest
 from pydantic import ValidationError
 
 import metallb_core as core
-
-IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+from tests.support.builders import IP, state_of
 
 
 def ip(text: str) -> IP:
     return ipaddress.ip_address(text)
-
-
-def state_of(*pools: core.Pool) -> core.State:
-    return core.State.empty(core.Config(pools=list(pools)))
 
 
 def take(state: core.State, key: str, family: str = "ipv4") -> tuple[core.State, IP]:

@@ -1,7 +1,7 @@
 """The allocator against the naive model: a hypothesis state machine on tiny pools.
 
 Every step runs one of ``allocate``, ``release`` or ``reload`` on both ``metallb_core`` and
-the brute-force model of ``naive_model.py``, and then checks:
+the brute-force model of :mod:`tests.support.naive_model`, and then checks:
 
 * the outcome and the allocations equal the model's (first fit, pools of equal rank in
   config order: decision 1 of CORE_API.md), and so does ``pool_usage``, exactly;
@@ -34,7 +34,9 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from naive_model import (
+
+import metallb_core as core
+from tests.support.naive_model import (
     IPAddress,
     ModelAllocation,
     ModelError,
@@ -46,8 +48,6 @@ from naive_model import (
     Outcome,
     PortSpec,
 )
-
-import metallb_core as core
 
 # -- the universe -------------------------------------------------------------------------
 

@@ -1,0 +1,117 @@
+"""deploy/: the speaker's RBAC allows exactly what it does; its DaemonSet runs it on the
+host's network with NET_RAW alone and a command line the CLI accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from announcers.kubernetes.__main__ import _parser
+from tests.support.emulator import ApiServerEmulator
+
+from .controller_kit import NS, REPO
+from .speaker_kit import (
+    advertisement,
+    basics,
+    endpoints,
+    events_of,
+    fleet,
+    holding,
+)
+from .test_controller_deploy import _allowed
+
+DEPLOY = REPO / "deploy"
+
+
+def _documents(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+
+
+def _container() -> dict[str, Any]:
+    (daemonset,) = _documents("speaker.yaml")
+    (container,) = daemonset["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+async def test_rbac_allows_every_request_the_speakers_make(apiserver: ApiServerEmulator) -> None:
+    apiserver.seed(*basics(), advertisement(interfaces=["eth0"]))
+    async with fleet(apiserver, nodes=("n1", "n2")) as group:
+        apiserver.seed(holding("web", "192.0.2.10"), endpoints("web", "n1"))
+        apiserver.seed(holding("api", "192.0.2.11"), endpoints("api", "n2"))
+        await group.wait_for(lambda: len(events_of(apiserver, "nodeAssigned")) == 2)
+        await group["n1"].halt()  # releases its Lease
+        await group.settled()
+    rbac = _documents("speaker-rbac.yaml")
+    made = list(apiserver.request_log)
+    refused = sorted(
+        {(r.verb, r.group, r.resource, r.subresource) for r in made if not _allowed(r, rbac)}
+    )
+    assert refused == []
+    kinds = {(r.verb, r.resource) for r in made}
+    assert {
+        ("create", "leases"),
+        ("patch", "leases"),
+        ("watch", "leases"),
+        ("list", "endpointslices"),
+        ("watch", "nodes"),
+        ("create", "events"),
+    } <= kinds
+
+
+def test_rbac_binds_its_roles_to_the_speaker_service_account() -> None:
+    docs = _documents("speaker-rbac.yaml")
+    bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    assert {b["roleRef"]["kind"] for b in bindings} == {"Role", "ClusterRole"}
+    assert all(
+        b["subjects"]
+        == [{"kind": "ServiceAccount", "name": "metallb-core-speaker", "namespace": NS}]
+        for b in bindings
+    )
+
+
+def test_rbac_grants_no_write_beyond_leases_and_events() -> None:
+    writes = {"create", "update", "patch", "delete", "deletecollection"}
+    granted = {
+        (group, resource)
+        for role in _documents("speaker-rbac.yaml")
+        if role["kind"] in ("Role", "ClusterRole")
+        for rule in role["rules"]
+        if writes & set(rule["verbs"])
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert granted == {("coordination.k8s.io", "leases"), ("events.k8s.io", "events")}
+
+
+def test_daemonset_uses_the_host_network_and_adds_net_raw_alone() -> None:
+    (daemonset,) = _documents("speaker.yaml")
+    pod = daemonset["spec"]["template"]["spec"]
+    capabilities = _container()["securityContext"]["capabilities"]
+    assert daemonset["kind"] == "DaemonSet"
+    assert pod["hostNetwork"] is True
+    assert (capabilities["drop"], capabilities["add"]) == (["ALL"], ["NET_RAW"])
+    assert _container()["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["serviceAccountName"] == "metallb-core-speaker"
+    assert pod["terminationGracePeriodSeconds"] > 10
+
+
+def test_daemonset_runs_the_speaker_with_flags_the_cli_accepts() -> None:
+    container = _container()
+    args = _parser().parse_args(container["args"])
+    assert (args.command, args.node, args.namespace, args.metrics_port) == (
+        "speaker",
+        "$(NODE_NAME)",
+        NS,
+        7472,
+    )
+    (env,) = container["env"]
+    assert (env["name"], env["valueFrom"]["fieldRef"]["fieldPath"]) == (
+        "NODE_NAME",
+        "spec.nodeName",
+    )
+
+
+def test_kustomization_installs_the_speaker() -> None:
+    (kustomization,) = _documents("kustomization.yaml")
+    assert {"speaker-rbac.yaml", "speaker.yaml"} <= set(kustomization["resources"])

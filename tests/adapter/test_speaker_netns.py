@@ -1,0 +1,132 @@
+"""End to end, in network namespaces: the API server emulator, the controller and one speaker
+per node as real processes, and a client on the same bridge (see :mod:`tests.support.speaker_lab`).
+
+What is asserted is what a client sees: which node's HTTP server answers ``curl`` to the
+Service's address after the client forgot its neighbours (so it asks ARP afresh), and which
+MACs answer ``arping``.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+import metallb_core as core
+from tests.support import netns
+from tests.support.speaker_lab import (
+    EXCLUDE,
+    IFACE,
+    MAC,
+    NODES,
+    SPARE,
+    TOOLS,
+    SpeakerLab,
+    wait_until,
+)
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeakerLab]:
+    netns.require(*TOOLS)
+    lab = SpeakerLab(tmp_path_factory.mktemp("m6lab"))
+    try:
+        lab.build()
+        yield lab
+    finally:
+        lab.destroy()
+
+
+@pytest.fixture
+def lab(built: SpeakerLab) -> SpeakerLab:
+    built.reset()
+    return built
+
+
+def elected(address: str, nodes: tuple[str, ...] = NODES) -> str:
+    chosen = core.announcing_node(address, nodes)
+    assert chosen is not None
+    return chosen
+
+
+def others(*excluded: str) -> tuple[str, ...]:
+    return tuple(n for n in NODES if n not in excluded)
+
+
+def test_curl_from_the_client_reaches_the_service_through_the_elected_node(
+    lab: SpeakerLab,
+) -> None:
+    address = lab.create_service("seed")
+    lab.set_endpoints("seed", NODES[0])
+    winner = elected(address)
+    lab.served_by(address, winner)
+    assert lab.responders(address) == {MAC[winner]}
+    wait_until(lambda: bool(lab.events("nodeAssigned", "seed")), 5.0, "the nodeAssigned event")
+    (event,) = lab.events("nodeAssigned", "seed")
+    assert event["note"] == f'announcing from node "{winner}" with protocol "layer2"'
+
+
+def test_hard_death_of_the_announcing_node_moves_the_address(lab: SpeakerLab) -> None:
+    address = lab.create_service("hard")
+    lab.set_endpoints("hard", *NODES)
+    winner = elected(address)
+    lab.served_by(address, winner)
+    lab.speakers[winner].stop(signal.SIGKILL)
+    lab.port_down(winner)
+    lab.served_by(address, elected(address, others(winner)))
+    assert lab.lease_holder(winner) == winner  # never given up: it went stale
+
+
+def test_sigterm_withdraws_then_hands_the_lease_over(lab: SpeakerLab) -> None:
+    address = lab.create_service("soft")
+    lab.set_endpoints("soft", *NODES)
+    winner = elected(address)
+    lab.served_by(address, winner)
+    assert lab.speakers[winner].stop(signal.SIGTERM) == 0
+    lab.served_by(address, elected(address, others(winner)))
+    assert lab.lease_holder(winner) is None
+    said = [m["msg"] for m in lab.messages(winner)]
+    assert said.index("withdrew everything") < said.index("lease released")
+
+
+def test_node_labelled_excluded_gives_its_address_away(lab: SpeakerLab) -> None:
+    address = lab.create_service("excluded")
+    lab.set_endpoints("excluded", *NODES)
+    winner = elected(address)
+    lab.served_by(address, winner)
+    lab.label_node(winner, {EXCLUDE: ""})
+    lab.served_by(address, elected(address, others(winner)))
+    assert lab.responders(address) == {MAC[elected(address, others(winner))]}
+
+
+def test_local_traffic_policy_follows_the_endpoint(lab: SpeakerLab) -> None:
+    address = lab.create_service("local", local=True)
+    first, second = others(elected(address))  # never the node the hash alone would pick
+    lab.set_endpoints("local", first)
+    lab.served_by(address, first)
+    lab.set_endpoints("local", second)
+    lab.served_by(address, second)
+
+
+def test_advertisement_node_selectors_and_interfaces(lab: SpeakerLab) -> None:
+    only = {"matchLabels": {"kubernetes.io/hostname": NODES[2]}}
+    lab.set_advertisement(nodeSelectors=[only], interfaces=[SPARE])
+    address = lab.create_service("picky")
+    lab.set_endpoints("picky", *NODES)
+
+    def announced_on(interfaces: list[str]) -> bool:
+        return any(
+            m["msg"] == "announcing" and m.get("interfaces") == interfaces
+            for m in lab.messages(NODES[2])
+        )
+
+    wait_until(lambda: announced_on([SPARE]), 10.0, "third node announces on the spare")
+    # Announced on an interface the client is not on: nobody answers on the bridge.
+    assert lab.responders(address) == set()
+    lab.set_advertisement(nodeSelectors=[only], interfaces=[IFACE])
+    lab.served_by(address, NODES[2])
+    assert lab.responders(address) == {MAC[NODES[2]]}
+    assert not any(m["msg"] == "announcing" for n in NODES[:2] for m in lab.messages(n))
