@@ -1,10 +1,12 @@
 """The speaker: announces each Service's addresses from the node MetalLB's election picks.
 
-A thin shell around :func:`metallb_core.elect`, run on every node: it reads (lists and
-watches Services, EndpointSlices, Nodes, the speakers' Leases and the configuration), asks
-the core which node announces each Service and on which interfaces, and tells its
-:class:`~announcers.base.Announcer` to ``announce`` what this node won and to ``withdraw``
-everything else. It decides nothing about eligibility itself.
+A thin shell around the core, run on every node: it reads (lists and watches Services,
+EndpointSlices, Nodes, the speakers' Leases and the configuration), asks the core which node
+announces each Service and on which interfaces (:func:`metallb_core.elect`), what this node
+must withdraw and announce (:func:`metallb_core.plan_announcements`), what changed and which
+Events say so (:func:`metallb_core.report_announcements`) and whether it may act at all
+(:func:`metallb_core.speaker_frozen`), and tells its :class:`~announcers.base.Announcer` to
+``withdraw`` and ``announce`` accordingly. It decides nothing itself.
 
 How it runs
 ===========
@@ -144,10 +146,6 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _pair_order(pair: Pair) -> tuple[int, int, str]:
-    return (pair[0].version, int(pair[0]), pair[1])
-
-
 class Speaker:
     """One node's speaker (see the module docstring).
 
@@ -229,12 +227,13 @@ class Speaker:
         self.elections: dict[str, core.Announcement | core.NotAnnounced] = {}
         #: What this speaker has told the announcer to answer for, now.
         self.announced: set[Pair] = set()
-        #: Services announced from this node, with their addresses.
-        self.serving: dict[str, tuple[IPAddress, ...]] = {}
+        #: What this node serves, as of the last round (the core's report).
+        self.report = core.AnnounceReport.empty()
         #: Set after the first round made in contact with the API server.
         self.synced = asyncio.Event()
         self.rounds = 0
         self._interfaces: tuple[SelectedInterface, ...] = ()
+        self._local: tuple[core.NodeInterface, ...] = ()
         self._next_scan = 0.0
         self._slices_of: dict[str, dict[str, JsonDict]] = {}
         self._slice_owner: dict[str, str] = {}
@@ -246,8 +245,6 @@ class Speaker:
         self._retry_all = False  # a withdraw failed: look at everything again
         self._retry_at: float | None = None
         self._retry_backoff = Backoff(initial=s.backoff_initial, cap=s.backoff_cap)
-        self._failed: dict[str, tuple[tuple[IPAddress, ...], tuple[str, ...]]] = {}
-        self._unusable: set[str] = set()  # services won with no interface at all (logged)
         self._said: dict[str, object] = {}
         self._lease_task: asyncio.Task[None] | None = None
 
@@ -423,7 +420,7 @@ class Speaker:
             self._retry_keys.clear()
             self._retry_all = False
         self._check_alive()
-        if self.node not in self.alive:
+        if core.speaker_frozen(self.node, self.alive):
             if not self.frozen:
                 self.frozen = True
                 log_event(
@@ -529,6 +526,9 @@ class Speaker:
                 ipv6=[i.name for i in found if i.ipv6],
             )
             self._interfaces = found
+            self._local = tuple(
+                core.NodeInterface(name=i.name, ipv4=i.ipv4, ipv6=i.ipv6) for i in found
+            )
             self._all = True
 
     # -- a round ----------------------------------------------------------------------------
@@ -549,33 +549,11 @@ class Speaker:
                 continue
             self.elections[key] = core.elect(self.config, service, nodes, self._endpoints(key))
 
-    def _pairs(self, won: core.Announcement) -> list[Pair]:
-        return [
-            (ip, interface.name)
-            for ip in won.ips
-            for interface in self._interfaces
-            if won.allows(interface.name)
-            and (interface.ipv4 if ip.version == 4 else interface.ipv6)
-        ]
-
     def _apply(self) -> None:
-        want: dict[Pair, set[str]] = {}
-        failed: dict[str, tuple[tuple[IPAddress, ...], tuple[str, ...]]] = {}
-        unusable: set[str] = set()
-        won: dict[str, core.Announcement] = {}
-        for key, election in self.elections.items():
-            if not isinstance(election, core.Announcement) or election.node != self.node:
-                continue
-            won[key] = election
-            pairs = self._pairs(election)
-            if not pairs:
-                if election.interfaces:
-                    failed[key] = (election.ips, election.interfaces)
-                else:
-                    unusable.add(key)
-            for pair in pairs:
-                want.setdefault(pair, set()).add(key)
-        for pair in sorted(self.announced - want.keys(), key=_pair_order):
+        plan = core.plan_announcements(
+            self.node, self.elections.values(), self._local, self.announced
+        )
+        for pair in plan.withdraw:
             try:
                 self.announcer.withdraw(*pair)
             except Exception as error:
@@ -590,7 +568,7 @@ class Speaker:
                 self._retry(set(), everything=True)
                 continue
             self.announced.discard(pair)
-        for pair in sorted(want.keys() - self.announced, key=_pair_order):
+        for pair in plan.announce:
             try:
                 self.announcer.announce(*pair)
             except Exception as error:
@@ -600,15 +578,15 @@ class Speaker:
                     "announce failed",
                     ip=str(pair[0]),
                     interface=pair[1],
-                    services=sorted(want[pair]),
+                    services=sorted(plan.want[pair]),
                     error=repr(error),
                 )
-                self._retry(want[pair])
+                self._retry(set(plan.want[pair]))
                 continue
             self.announced.add(pair)
         if not (self._retry_keys or self._retry_all):
             self._retry_backoff.reset()
-        self._report(won, want, failed, unusable)
+        self._report(plan)
 
     def _retry(self, keys: set[str], *, everything: bool = False) -> None:
         self._retry_keys |= keys
@@ -616,60 +594,40 @@ class Speaker:
         if self._retry_at is None:
             self._retry_at = self._clock() + self._retry_backoff.next()
 
-    def _report(
-        self,
-        won: Mapping[str, core.Announcement],
-        want: Mapping[Pair, set[str]],
-        failed: Mapping[str, tuple[tuple[IPAddress, ...], tuple[str, ...]]],
-        unusable: set[str],
-    ) -> None:
-        """Logs, Events and metrics for what changed in this round."""
-        holding: dict[str, set[Pair]] = {}
-        for pair in self.announced:
-            for key in want.get(pair, ()):
-                holding.setdefault(key, set()).add(pair)
-        serving = {key: won[key].ips for key in holding}
-        for key, ips in serving.items():
-            if self.serving.get(key) == ips:
-                continue
-            log_event(
-                _log,
-                logging.INFO,
-                "announcing",
-                service=key,
-                ips=[str(ip) for ip in ips],
-                interfaces=sorted({name for _, name in holding[key]}),
-                pool=won[key].pool,
-            )
-            self._emit(key, won[key].event())
-        for key in self.serving.keys() - serving.keys():
-            now = self.elections.get(key)
-            if isinstance(now, core.Announcement):
-                why = f"announced by {now.node}" if now.node != self.node else "failed"
-            elif now is not None:
-                why = f"{now.reason}: {now.message}"
+    def _report(self, plan: core.AnnouncePlan) -> None:
+        """Logs, Events and metrics for what changed in this round (the core says what)."""
+        self.report, changes = core.report_announcements(
+            plan, self.announced, self.report, self.elections
+        )
+        for change in changes:
+            if change.kind == "announcing" and change.service is not None:
+                log_event(
+                    _log,
+                    logging.INFO,
+                    "announcing",
+                    service=change.key,
+                    ips=[str(ip) for ip in change.service.ips],
+                    interfaces=list(change.service.interfaces),
+                    pool=change.service.pool,
+                )
+            elif change.kind == "withdrawn":
+                log_event(_log, logging.INFO, "withdrawn", service=change.key, reason=change.reason)
+            elif change.kind == "announceFailed":
+                log_event(
+                    _log,
+                    logging.WARNING,
+                    "none of the allowed interfaces exists on this node",
+                    service=change.key,
+                    allowed=list(change.allowed),
+                    local=[i.name for i in self._interfaces],
+                )
             else:
-                why = "service gone"
-            log_event(_log, logging.INFO, "withdrawn", service=key, reason=why)
-        self.serving = serving
-        for key, said in failed.items():
-            if self._failed.get(key) == said:
-                continue
-            log_event(
-                _log,
-                logging.WARNING,
-                "none of the allowed interfaces exists on this node",
-                service=key,
-                allowed=list(said[1]),
-                local=[i.name for i in self._interfaces],
-            )
-            for ip in said[0]:
-                self._emit(key, won[key].announce_failed(ip))
-        self._failed = dict(failed)
-        for key in unusable - self._unusable:
-            log_event(_log, logging.WARNING, "no interface to announce on", service=key)
-        self._unusable = unusable
-        self.metrics.set_announced({(key, str(ip)) for key, ips in serving.items() for ip in ips})
+                log_event(_log, logging.WARNING, "no interface to announce on", service=change.key)
+            for event in change.events:
+                self._emit(change.key, event)
+        self.metrics.set_announced(
+            {(key, str(ip)) for key, served in self.report.serving.items() for ip in served.ips}
+        )
 
     def _emit(self, key: str, event: core.Event) -> None:
         service = self.services.objects.get(key)
@@ -682,13 +640,13 @@ class Speaker:
     # -- shutdown ---------------------------------------------------------------------------
 
     async def _shut_down(self) -> None:
-        for pair in sorted(self.announced, key=_pair_order):
+        for pair in core.plan_announcements(self.node, (), (), self.announced).withdraw:
             with contextlib.suppress(Exception):
                 self.announcer.withdraw(*pair)
         if self.announced:
             log_event(_log, logging.INFO, "withdrew everything", addresses=len(self.announced))
         self.announced.clear()
-        self.serving.clear()
+        self.report = core.AnnounceReport.empty()
         self.metrics.set_announced(set())
         if self._lease_task is not None:
             self._lease_task.cancel()
