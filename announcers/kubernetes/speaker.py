@@ -28,12 +28,15 @@ How it runs
   withdrawals first, then announcements (an address shared by several Services is announced
   once and withdrawn when the last one lets it go). An announcement that fails is retried
   with capped backoff.
+* **ServiceL2Status.** One per Service this node serves, written in the background by
+  :class:`~announcers.kubernetes.l2status.L2StatusWriter` (created on announce, deleted on
+  withdraw, nothing written when nothing changed).
 * **Events.** ``nodeAssigned`` (``announcing from node "<node>" with protocol "layer2"``)
   when this node starts announcing a Service, ``announceFailed`` (Warning) when it won a
   Service but has none of the interfaces its L2Advertisements allow, as MetalLB.
 * **Shutdown.** On ``stop``: withdraw everything, *then* give the Lease up, so the next
-  node takes over as soon as it sees the Lease change (graceful handover), and send the
-  pending Events.
+  node takes over as soon as it sees the Lease change (graceful handover), then delete this
+  node's ServiceL2Status objects and send the pending Events.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ from announcers.kubernetes.convert import (
 )
 from announcers.kubernetes.events import EventSender
 from announcers.kubernetes.informer import Backoff, ChangeType, Informer
+from announcers.kubernetes.l2status import L2StatusWriter, PodRef
 from announcers.kubernetes.liveness import LEASE_LABELS, Liveness, NodeLease
 from announcers.kubernetes.logs import log_event
 from announcers.kubernetes.speaker_metrics import SpeakerMetrics
@@ -107,6 +111,8 @@ class SpeakerSettings:
     #: Seconds given to releasing the Lease, then to sending the last Events, on stop.
     release_timeout: float = 2.0
     flush_timeout: float = 1.0
+    #: The speaker's Pod (name, uid): the owner of its ServiceL2Status objects, when known.
+    pod: PodRef | None = None
 
     def __post_init__(self) -> None:
         if not self.node:
@@ -216,6 +222,13 @@ class Speaker:
             wall=wall,
         )
         self.liveness = Liveness(me=s.node)
+        self.l2status = L2StatusWriter(
+            api,
+            namespace=ns,
+            node=s.node,
+            pod=s.pod,
+            backoff=Backoff(initial=s.backoff_initial, cap=s.backoff_cap),
+        )
         #: Nodes whose speaker Lease is fresh, as of the last check.
         self.alive: frozenset[str] = frozenset()
         #: True while this speaker does not see its own Lease fresh (see "Contact").
@@ -325,6 +338,7 @@ class Speaker:
             tasks = [asyncio.create_task(i.run(), name=f"watch {i.what}") for i in self.informers]
             self._lease_task = asyncio.create_task(self.lease.run(), name="lease")
             tasks.append(self._lease_task)
+            tasks.append(asyncio.create_task(self.l2status.run(), name="servicel2status"))
             if self._owns_events:
                 tasks.append(asyncio.create_task(self.events.run(), name="events"))
             while not stop.is_set():
@@ -628,6 +642,7 @@ class Speaker:
         self.metrics.set_announced(
             {(key, str(ip)) for key, served in self.report.serving.items() for ip in served.ips}
         )
+        self.l2status.update(self.report.serving, self.alive)
 
     def _emit(self, key: str, event: core.Event) -> None:
         service = self.services.objects.get(key)
@@ -655,6 +670,8 @@ class Speaker:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.release_timeout):
                 await self.lease.release()
+        self.l2status.update({}, self.alive)  # after the handover: delete this node's statuses
+        await self.l2status.drain(self.settings.flush_timeout)
         await self.events.flush(self.settings.flush_timeout)
 
 
