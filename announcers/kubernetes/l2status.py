@@ -20,26 +20,30 @@ namespace, written by the node that announces it, so that ``kubectl get servicel
 it what this node serves (:attr:`metallb_core.AnnounceReport.serving`) and the writer, in
 the background, creates the status of a Service this node starts announcing (create, then
 the ``status`` subresource), patches it when the node or the interfaces change, and deletes
-it when this node withdraws. Nothing is written when nothing changed: it compares with what
-it last wrote (it lists the namespace's statuses once at start, to adopt or clean up its own
-from a previous run). When it takes a Service over it lists that Service's statuses (one
-labelled list) and deletes those of nodes it does not see alive (a dead node cannot delete
-its own); a live node's status is left to that node, so two live nodes that both announce
-(split brain) both show. A failed write is retried with capped backoff; without the CRD the
+it when this node withdraws. Nothing is written when nothing changed: it compares with its
+own statuses, which it lists and watches (label ``metallb.io/node`` = this node, so it
+receives the events of its own objects only). That also adopts or cleans up those of a
+previous run, and writes one again if someone else deleted it while this node serves the
+Service. When it takes a Service over it lists that Service's statuses (one labelled list)
+and deletes those of nodes it does not see alive (a dead node cannot delete its own); a
+live node's status is left to that node, so two live nodes that both announce (split
+brain) both show. A failed write is retried with capped backoff; without the CRD the
 writer says so once and keeps trying at the cap, and the speaker announces as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import metallb_core as core
 from announcers.kubernetes.client import JsonDict, Kind, KubeApi, KubeError, NotFound
-from announcers.kubernetes.informer import Backoff
+from announcers.kubernetes.convert import object_key
+from announcers.kubernetes.informer import Backoff, ChangeType, Informer
 from announcers.kubernetes.logs import log_event
 
 _log = logging.getLogger("announcers.kubernetes.l2status")
@@ -112,7 +116,9 @@ class L2StatusWriter:
     """Keeps this node's ServiceL2Status objects equal to what it serves (module docstring).
 
     :meth:`update` is called on the event loop after each round; :meth:`run` does the writes
-    in the background; :attr:`idle` is true when there is nothing left to write.
+    in the background; :attr:`idle` is true when there is nothing left to write. Its own
+    objects (label ``metallb.io/node`` = this node) are watched, so one deleted by someone
+    else (a node that took it for dead) is written again while this node still serves it.
     """
 
     def __init__(
@@ -123,17 +129,25 @@ class L2StatusWriter:
         node: str,
         pod: PodRef | None = None,
         backoff: Backoff | None = None,
-        clock: Callable[[], float] | None = None,
+        watch_timeout: int = 300,
     ) -> None:
         self.api = api
         self.namespace = namespace
         self.node = node
         self.pod = pod
         self._backoff = backoff or Backoff()
+        #: This node's own statuses, listed and watched.
+        self.own = Informer(
+            api,
+            SERVICE_L2_STATUS,
+            self._own_changed,
+            namespace=namespace,
+            labels={LABEL_NODE: node},
+            backoff=Backoff(initial=self._backoff.initial, cap=self._backoff.cap),
+            watch_timeout=watch_timeout,
+        )
         self._want: dict[str, JsonDict] = {}
         self._alive: frozenset[str] = frozenset()
-        self._mine: dict[str, JsonDict] = {}  # key -> our object, as last written or read
-        self._listed: dict[str, list[JsonDict]] | None = None  # the start-up list, per key
         self._dirty: set[str] = set()
         self._loaded = False
         self._busy = False
@@ -169,12 +183,43 @@ class L2StatusWriter:
 
     # -- the background task ---------------------------------------------------------------
 
+    def _own_changed(
+        self, change: ChangeType, key: str, new: JsonDict | None, old: JsonDict | None
+    ) -> None:
+        service = service_key_of(new if new is not None else old or {})
+        if service is not None:
+            self._dirty.add(service)  # look again; nothing is written if all is well
+            self._wake.set()
+
     async def run(self) -> None:
-        """Write until cancelled."""
+        """List this node's statuses, then write (and watch them) until cancelled."""
+        watch: asyncio.Task[None] | None = None
+        try:
+            while not self._loaded:
+                try:
+                    # Listed here first, so that a missing CRD is said once, not per retry.
+                    await self.api.list(
+                        SERVICE_L2_STATUS, namespace=self.namespace, labels={LABEL_NODE: self.node}
+                    )
+                except KubeError as error:
+                    self._complain(error)
+                    await asyncio.sleep(self._backoff.next())
+                    continue
+                await self.own.sync()
+                self._loaded = True
+            self._backoff.reset()
+            self._said = None
+            watch = asyncio.create_task(self.own.run(), name="watch ServiceL2Status")
+            await self._write()
+        finally:
+            if watch is not None:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
+
+    async def _write(self) -> None:
         while True:
             try:
-                if not self._loaded:
-                    await self._load()
                 while self._dirty:
                     key = min(self._dirty)
                     self._busy = True
@@ -186,11 +231,9 @@ class L2StatusWriter:
                         raise
                     finally:
                         self._busy = False
-                self._listed = None
                 self._backoff.reset()
                 self._said = None
             except KubeError as error:
-                self._listed = None  # what the start-up list said may be stale now
                 self._complain(error)
                 await asyncio.sleep(self._backoff.next())
                 continue
@@ -211,39 +254,12 @@ class L2StatusWriter:
             error=str(error),
         )
 
-    async def _load(self) -> None:
-        found = await self.api.list(SERVICE_L2_STATUS, namespace=self.namespace)
-        listed: dict[str, list[JsonDict]] = {}
-        for obj in sorted(found.items, key=_name_of):
-            key = service_key_of(obj)
-            if key is not None:
-                listed.setdefault(key, []).append(obj)
-        self._listed = listed
-        self._mine = {}
-        self._dirty |= {
-            key for key, objs in listed.items() if any(_node_of(o) == self.node for o in objs)
-        }
-        self._loaded = True
-
-    async def _statuses_of(self, key: str) -> list[JsonDict]:
-        if self._listed is not None and key in self._listed:
-            return self._listed.pop(key)
-        if self._listed is not None and self._loaded:
-            return []  # the start-up list is fresh and has none
-        namespace, name = _split(key)
-        found = await self.api.list(
-            SERVICE_L2_STATUS,
-            namespace=self.namespace,
-            labels={LABEL_SERVICE_NAME: name, LABEL_SERVICE_NAMESPACE: namespace},
-        )
-        return sorted(found.items, key=_name_of)
-
     async def _delete(self, obj: Mapping[str, Any], why: str) -> None:
         self.writes += 1
-        try:
+        with contextlib.suppress(NotFound):
             await self.api.delete(SERVICE_L2_STATUS, _name_of(obj), namespace=self.namespace)
-        except NotFound:
-            return
+        if _node_of(obj) == self.node:
+            self.own.forget(object_key(obj))
         log_event(
             _log,
             logging.DEBUG,
@@ -256,48 +272,32 @@ class L2StatusWriter:
 
     async def _sync(self, key: str) -> None:
         want = self._want.get(key)
-        mine = self._mine.get(key)
-        if mine is None and (want is not None or self._listed is not None):
-            # Taking the Service over (or starting): see what is there first.
-            own: list[JsonDict] = []
-            for obj in await self._statuses_of(key):
-                node = _node_of(obj)
-                if node == self.node:
-                    own.append(obj)
-                elif want is not None and node not in self._alive:
-                    await self._delete(obj, "its node is not alive")
-            for extra in own[1:]:
-                await self._delete(extra, "duplicate")
-            if own:
-                mine = self._mine[key] = own[0]
+        own = sorted(
+            (o for o in self.own.objects.values() if service_key_of(o) == key), key=_name_of
+        )
+        for extra in own[1:]:
+            await self._delete(extra, "duplicate")
+        mine = own[0] if own else None
         if want is None:
             if mine is not None:
                 await self._delete(mine, "withdrawn")
-                self._mine.pop(key, None)
             return
         if mine is None:
-            body: JsonDict = {
-                "apiVersion": SERVICE_L2_STATUS.api_version,
-                "kind": SERVICE_L2_STATUS.kind,
-                "metadata": {
-                    "generateName": GENERATE_NAME,
-                    "namespace": self.namespace,
-                    "labels": labels_of(self.node, key),
-                },
-            }
-            if self.pod is not None:
-                body["metadata"]["ownerReferences"] = [
-                    {"apiVersion": "v1", "kind": "Pod", "name": self.pod.name, "uid": self.pod.uid}
-                ]
-            self.writes += 1
-            mine = self._mine[key] = await self.api.create(SERVICE_L2_STATUS, body)
-            log_event(
-                _log, logging.DEBUG, "ServiceL2Status created", name=_name_of(mine), service=key
+            # Taking the Service over: a dead node cannot delete its own status.
+            namespace, name = _split(key)
+            found = await self.api.list(
+                SERVICE_L2_STATUS,
+                namespace=self.namespace,
+                labels={LABEL_SERVICE_NAME: name, LABEL_SERVICE_NAMESPACE: namespace},
             )
-        if mine.get("status") != want:
+            for obj in found.items:
+                if _node_of(obj) not in self._alive:
+                    await self._delete(obj, "its node is not alive")
+            mine = await self._create(key)
+        if (mine.get("status") or {}) != want:
             self.writes += 1
             try:
-                mine = await self.api.patch(
+                written = await self.api.patch(
                     SERVICE_L2_STATUS,
                     _name_of(mine),
                     {"status": {"interfaces": None, **want}},  # merge patch: null removes
@@ -305,7 +305,29 @@ class L2StatusWriter:
                     status=True,
                 )
             except NotFound:
-                self._mine.pop(key, None)  # deleted under us: create it again
+                self.own.forget(object_key(mine))  # deleted under us: create it again
                 self._dirty.add(key)
                 return
-            self._mine[key] = mine
+            self.own.observe(written)
+
+    async def _create(self, key: str) -> JsonDict:
+        body: JsonDict = {
+            "apiVersion": SERVICE_L2_STATUS.api_version,
+            "kind": SERVICE_L2_STATUS.kind,
+            "metadata": {
+                "generateName": GENERATE_NAME,
+                "namespace": self.namespace,
+                "labels": labels_of(self.node, key),
+            },
+        }
+        if self.pod is not None:
+            body["metadata"]["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Pod", "name": self.pod.name, "uid": self.pod.uid}
+            ]
+        self.writes += 1
+        created = await self.api.create(SERVICE_L2_STATUS, body)
+        self.own.observe(created)
+        log_event(
+            _log, logging.DEBUG, "ServiceL2Status created", name=_name_of(created), service=key
+        )
+        return created

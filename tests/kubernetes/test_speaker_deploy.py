@@ -62,6 +62,7 @@ async def test_rbac_allows_every_request_the_speakers_make(apiserver: ApiServerE
         ("watch", "nodes"),
         ("create", "events"),
         ("list", "servicel2statuses"),
+        ("watch", "servicel2statuses"),
         ("create", "servicel2statuses"),
         ("patch", "servicel2statuses"),
         ("delete", "servicel2statuses"),

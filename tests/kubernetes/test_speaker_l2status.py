@@ -172,6 +172,26 @@ async def test_nothing_is_written_when_nothing_changed(apiserver: ApiServerEmula
         assert l2status_writes(apiserver) == 2
 
 
+async def test_status_deleted_by_another_node_is_written_again(
+    apiserver: ApiServerEmulator,
+) -> None:
+    # After a partition, a node that took this one for dead deletes its status; this node
+    # still announces the Service, so it writes its status again.
+    seed_web(apiserver)
+    async with fleet(apiserver, nodes=("n1",)) as group:
+        await group.wait_for(lambda: announced_in_status(apiserver) == {(WEB, "n1")})
+        (old,) = l2statuses(apiserver)
+        async with client_for(apiserver) as api:
+            await api.delete(SERVICE_L2_STATUS, old["metadata"]["name"], namespace=NS)
+
+        def rewritten() -> bool:
+            names = [s["metadata"]["name"] for s in l2statuses(apiserver)]
+            return len(names) == 1 and names[0] != old["metadata"]["name"]
+
+        await group.wait_for(rewritten)
+        await group.wait_for(lambda: announced_in_status(apiserver) == {(WEB, "n1")})
+
+
 async def test_new_allowed_interfaces_update_the_status_in_place(
     apiserver: ApiServerEmulator,
 ) -> None:
