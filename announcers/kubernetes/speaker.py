@@ -635,7 +635,7 @@ class Speaker:
                     allowed=list(change.allowed),
                     local=[i.name for i in self._interfaces],
                 )
-            else:
+            elif change.kind == "noInterface":
                 log_event(_log, logging.WARNING, "no interface to announce on", service=change.key)
             for event in change.events:
                 self._emit(change.key, event)
