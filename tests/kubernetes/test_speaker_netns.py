@@ -77,14 +77,14 @@ def test_hard_death_of_the_announcing_node_moves_the_address(lab: SpeakerLab) ->
     lab.set_endpoints("hard", *NODES)
     winner = elected(address)
     lab.served_by(address, winner)
-    wait_until(lambda: lab.status_nodes("hard") == {winner}, 5.0, "the ServiceL2Status")
+    wait_until(lambda: lab.status_nodes("hard") == {winner}, 10.0, "the ServiceL2Status")
     lab.speakers[winner].stop(signal.SIGKILL)
     lab.port_down(winner)
     successor = elected(address, others(winner))
     lab.served_by(address, successor)
     assert lab.lease_holder(winner) == winner  # never given up: it went stale
     # The successor replaced the dead node's ServiceL2Status with its own, owned by its Pod.
-    wait_until(lambda: lab.status_nodes("hard") == {successor}, 5.0, "the successor's status")
+    wait_until(lambda: lab.status_nodes("hard") == {successor}, 10.0, "the successor's status")
     (status,) = [s for s in lab.l2statuses() if s["status"]["serviceName"] == "hard"]
     (owner,) = status["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"]) == ("Pod", lab.pod_env(successor)["POD_NAME"])
@@ -122,7 +122,7 @@ def test_ipv6_hard_death_moves_the_address_and_the_client_neighbour_entry(
     successor = elected(address, others(winner))
     _neighbour_follows(lab, address, successor)  # the successor's unsolicited NA
     assert lab.responders(address) == {MAC[successor]}
-    wait_until(lambda: lab.status_nodes("hard6") == {successor}, 5.0, "the successor's status")
+    wait_until(lambda: lab.status_nodes("hard6") == {successor}, 10.0, "the successor's status")
 
 
 def test_ipv6_sigterm_hands_over(lab: SpeakerLab) -> None:
@@ -136,7 +136,7 @@ def test_ipv6_sigterm_hands_over(lab: SpeakerLab) -> None:
     _neighbour_follows(lab, address, successor)
     assert lab.responders(address) == {MAC[successor]}
     assert lab.lease_holder(winner) is None
-    wait_until(lambda: lab.status_nodes("soft6") == {successor}, 5.0, "the successor's status")
+    wait_until(lambda: lab.status_nodes("soft6") == {successor}, 10.0, "the successor's status")
 
 
 def test_ipv4_hard_death_moves_the_client_neighbour_entry(lab: SpeakerLab) -> None:
