@@ -487,7 +487,8 @@ def plan_announcements(
         for pair in pairs:
             want.setdefault(pair, set()).add(election.key)
     held = set(announced)
-    return AnnouncePlan(
+    # Built from validated values only: skip validating them again (a round is per event).
+    return AnnouncePlan.model_construct(
         node=node,
         want={pair: frozenset(keys) for pair, keys in want.items()},
         won=won,
@@ -591,17 +592,27 @@ def report_announcements(
     for pair in announced:
         for key in plan.want.get(pair, ()):
             holding.setdefault(key, set()).add(pair[1])
-    serving = {
-        key: ServiceAnnounced(
+    serving: dict[str, ServiceAnnounced] = {}
+    for key, names in holding.items():
+        won, then = plan.won[key], before.serving.get(key)
+        interfaces = tuple(sorted(names))
+        if then is not None and (then.node, then.ips, then.interfaces, then.allowed, then.pool) == (
+            node,
+            won.ips,
+            interfaces,
+            won.interfaces,
+            won.pool,
+        ):
+            serving[key] = then  # unchanged: the same value
+            continue
+        serving[key] = ServiceAnnounced.model_construct(
             key=key,
             node=node,
-            ips=plan.won[key].ips,
-            interfaces=tuple(sorted(names)),
-            allowed=plan.won[key].interfaces,
-            pool=plan.won[key].pool,
+            ips=won.ips,
+            interfaces=interfaces,
+            allowed=won.interfaces,
+            pool=won.pool,
         )
-        for key, names in holding.items()
-    }
     changes: list[AnnounceChange] = []
     for key in sorted(serving):
         now, then = serving[key], before.serving.get(key)
@@ -629,5 +640,5 @@ def report_announcements(
         )
     for key in sorted(plan.unusable - before.unusable):
         changes.append(AnnounceChange(kind="noInterface", key=key))
-    report = AnnounceReport(serving=serving, failed=failed, unusable=plan.unusable)
+    report = AnnounceReport.model_construct(serving=serving, failed=failed, unusable=plan.unusable)
     return report, tuple(changes)
