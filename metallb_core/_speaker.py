@@ -39,7 +39,7 @@ any of them without a list means every interface.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal, TypeAlias
 
 from pydantic import Field
@@ -401,3 +401,276 @@ message='no L2Advertisement covers pool "p"', ips=(IPv4Address('192.0.2.1'),), p
         interfaces=interfaces,
         eligible=tuple(eligible),
     )
+
+
+# -- what a node does with the elections ------------------------------------------------------
+
+Pair: TypeAlias = tuple[IPAddress, str]
+"""An address and the interface it is answered on."""
+
+
+def _pair_order(pair: Pair) -> tuple[int, int, str]:
+    return (pair[0].version, int(pair[0]), pair[1])
+
+
+def speaker_frozen(node: str, alive: Collection[str]) -> bool:
+    """The freeze rule: a speaker that does not count *its own* node among the live ones has
+    lost contact (its liveness signal does not come back to it), so it cannot tell a dead
+    peer from a silent channel. It then keeps announcing what it announces and changes
+    nothing (no election, no announce, no withdraw) until it sees itself alive again; before
+    it first does, it announces nothing.
+
+    >>> speaker_frozen("n1", {"n1", "n2"}), speaker_frozen("n1", {"n2"})
+    (False, True)
+    """
+    return node not in alive
+
+
+class NodeInterface(Model):
+    """An interface of the node, and the families it can answer for.
+
+    The adapter decides the families (``announcers.arp``: IPv4 with ``IFF_BROADCAST``, IPv6
+    with a link-local address).
+
+    >>> from ipaddress import ip_address
+    >>> NodeInterface(name="eth1", ipv6=False).serves(ip_address("2001:db8::1"))
+    False
+    """
+
+    _what: ClassVar[str] = "invalid interface"
+
+    name: str
+    ipv4: bool = True
+    ipv6: bool = True
+
+    def serves(self, ip: IPAddress) -> bool:
+        """Whether ``ip``'s family can be answered on this interface."""
+        return self.ipv4 if ip.version == 4 else self.ipv6
+
+
+def announce_pairs(
+    announcement: Announcement, interfaces: Iterable[NodeInterface]
+) -> tuple[Pair, ...]:
+    """The interface x family pairing: every ``(ip, interface)`` the winner answers on.
+
+    Each ingress IP on each of ``interfaces`` that the advertisements allow
+    (:meth:`Announcement.allows`) and that serves the IP's family; IPs in order, then
+    interfaces in the order given. ``()`` when none is left.
+
+    >>> won = Announcement(key="a/b", node="n1", ips=["192.0.2.1", "2001:db8::1"], pool="p")
+    >>> [(str(ip), name) for ip, name in announce_pairs(
+    ...     won, [NodeInterface(name="eth0"), NodeInterface(name="eth1", ipv6=False)])]
+    [('192.0.2.1', 'eth0'), ('192.0.2.1', 'eth1'), ('2001:db8::1', 'eth0')]
+    """
+    usable = [i for i in interfaces if announcement.allows(i.name)]
+    return tuple((ip, i.name) for ip in announcement.ips for i in usable if i.serves(ip))
+
+
+class AnnouncePlan(Model):
+    """What ``node`` must answer for after a round (see :func:`plan_announcements`).
+
+    ``want`` maps each ``(ip, interface)`` to the Services that need it (an address shared by
+    several Services is answered once); ``won`` the Services this node won, by key;
+    ``failed`` those it won whose advertisements name interfaces, none of them usable here
+    (MetalLB's ``announceFailed``); ``unusable`` those it won with no usable interface at
+    all. ``withdraw`` and ``announce`` are the differences with what was announced, sorted
+    (IPv4 first, then by address and interface): withdraw first, then announce.
+    """
+
+    _what: ClassVar[str] = "invalid announce plan"
+
+    node: str
+    want: dict[tuple[AddressField, str], frozenset[str]] = Field(default_factory=dict)
+    won: dict[str, Announcement] = Field(default_factory=dict)
+    failed: frozenset[str] = frozenset()
+    unusable: frozenset[str] = frozenset()
+    withdraw: tuple[tuple[AddressField, str], ...] = ()
+    announce: tuple[tuple[AddressField, str], ...] = ()
+
+
+def plan_announcements(
+    node: str,
+    elections: Iterable[Election],
+    interfaces: Sequence[NodeInterface],
+    announced: Collection[Pair],
+) -> AnnouncePlan:
+    """The announce/withdraw diff of ``node``: from every Service's election, its own
+    ``interfaces`` and what it ``announced`` so far, what it must answer for now.
+
+    >>> from ipaddress import ip_address
+    >>> won = Announcement(key="a/b", node="n1", ips=["192.0.2.1"], pool="p")
+    >>> lost = Announcement(key="a/c", node="n2", ips=["192.0.2.2"], pool="p")
+    >>> plan = plan_announcements("n1", [won, lost], [NodeInterface(name="eth0")],
+    ...                           {(ip_address("192.0.2.2"), "eth0")})
+    >>> [(str(ip), i) for ip, i in plan.withdraw], [(str(ip), i) for ip, i in plan.announce]
+    ([('192.0.2.2', 'eth0')], [('192.0.2.1', 'eth0')])
+    """
+    want: dict[Pair, set[str]] = {}
+    won: dict[str, Announcement] = {}
+    failed: set[str] = set()
+    unusable: set[str] = set()
+    for election in elections:
+        if not isinstance(election, Announcement) or election.node != node:
+            continue
+        won[election.key] = election
+        pairs = announce_pairs(election, interfaces)
+        if not pairs:
+            (failed if election.interfaces else unusable).add(election.key)
+        for pair in pairs:
+            want.setdefault(pair, set()).add(election.key)
+    held = set(announced)
+    # Built from validated values only: skip validating them again (a round is per event).
+    return AnnouncePlan.model_construct(
+        node=node,
+        want={pair: frozenset(keys) for pair, keys in want.items()},
+        won=won,
+        failed=frozenset(failed),
+        unusable=frozenset(unusable),
+        withdraw=tuple(sorted(held - want.keys(), key=_pair_order)),
+        announce=tuple(sorted(want.keys() - held, key=_pair_order)),
+    )
+
+
+class ServiceAnnounced(Model):
+    """A Service ``node`` announces: its ``ips``, the ``interfaces`` it answers on (sorted),
+    the ``allowed`` interfaces of its advertisements (``()``: every one) and its ``pool``."""
+
+    _what: ClassVar[str] = "invalid announced service"
+
+    key: str
+    node: str
+    ips: tuple[AddressField, ...]
+    interfaces: tuple[str, ...]
+    allowed: tuple[str, ...] = ()
+    pool: str
+
+
+class AnnounceReport(Model):
+    """Where a node stands after a round: the Services it ``serving`` (at least one of their
+    addresses answered), by key; those it won but could not announce (``failed``: the
+    allowed interfaces, by key; ``unusable``). The next round's changes are measured against
+    it; :meth:`AnnounceReport.empty` before the first."""
+
+    _what: ClassVar[str] = "invalid announce report"
+
+    serving: dict[str, ServiceAnnounced] = Field(default_factory=dict)
+    failed: dict[str, tuple[tuple[AddressField, ...], tuple[str, ...]]] = Field(
+        default_factory=dict
+    )
+    unusable: frozenset[str] = frozenset()
+
+    @classmethod
+    def empty(cls) -> AnnounceReport:
+        """Nothing served, nothing failed."""
+        return cls()
+
+
+AnnounceChangeKind: TypeAlias = Literal["announcing", "withdrawn", "announceFailed", "noInterface"]
+
+
+class AnnounceChange(Model):
+    """One thing that changed for a Service in a round, with the Events it sends.
+
+    ``announcing``: this node serves it now, or with other addresses (``service``; Event
+    ``nodeAssigned``). ``withdrawn``: it no longer does (``reason``: who announces it now, or
+    why nobody does). ``announceFailed``: it won the Service but none of the ``allowed``
+    interfaces is usable here (Warning ``announceFailed`` per address; MetalLB tries no other
+    node, neither does the speaker). ``noInterface``: it won the Service with no usable
+    interface at all.
+    """
+
+    _what: ClassVar[str] = "invalid announce change"
+
+    kind: AnnounceChangeKind
+    key: str
+    reason: str = ""
+    service: ServiceAnnounced | None = None
+    allowed: tuple[str, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+def _withdrawn_reason(node: str, election: Election | None) -> str:
+    if isinstance(election, Announcement):
+        return f"announced by {election.node}" if election.node != node else "failed"
+    if election is not None:
+        return f"{election.reason}: {election.message}"
+    return "service gone"
+
+
+def report_announcements(
+    plan: AnnouncePlan,
+    announced: Collection[Pair],
+    before: AnnounceReport,
+    elections: Mapping[str, Election],
+) -> tuple[AnnounceReport, tuple[AnnounceChange, ...]]:
+    """The round's outcome: what ``plan.node`` serves now that ``announced`` holds what the
+    announcer accepted (a failed announce leaves a pair out), and the changes since
+    ``before`` with their Events, in this order: ``announcing``, ``withdrawn``,
+    ``announceFailed``, ``noInterface``, each sorted by key. ``elections`` (every Service's,
+    by key) says why a Service was withdrawn. Idempotent: the same inputs with the returned
+    report as ``before`` give no change.
+
+    >>> won = Announcement(key="a/b", node="n1", ips=["192.0.2.1"], pool="p")
+    >>> plan = plan_announcements("n1", [won], [NodeInterface(name="eth0")], set())
+    >>> report, changes = report_announcements(
+    ...     plan, set(plan.announce), AnnounceReport.empty(), {"a/b": won})
+    >>> [(c.kind, c.key, [e.reason for e in c.events]) for c in changes]
+    [('announcing', 'a/b', ['nodeAssigned'])]
+    >>> report_announcements(plan, set(plan.announce), report, {"a/b": won})[1]
+    ()
+    """
+    node = plan.node
+    holding: dict[str, set[str]] = {}
+    for pair in announced:
+        for key in plan.want.get(pair, ()):
+            holding.setdefault(key, set()).add(pair[1])
+    serving: dict[str, ServiceAnnounced] = {}
+    for key, names in holding.items():
+        won, then = plan.won[key], before.serving.get(key)
+        interfaces = tuple(sorted(names))
+        if then is not None and (then.node, then.ips, then.interfaces, then.allowed, then.pool) == (
+            node,
+            won.ips,
+            interfaces,
+            won.interfaces,
+            won.pool,
+        ):
+            serving[key] = then  # unchanged: the same value
+            continue
+        serving[key] = ServiceAnnounced.model_construct(
+            key=key,
+            node=node,
+            ips=won.ips,
+            interfaces=interfaces,
+            allowed=won.interfaces,
+            pool=won.pool,
+        )
+    changes: list[AnnounceChange] = []
+    for key in sorted(serving):
+        now, then = serving[key], before.serving.get(key)
+        if then is None or then.ips != now.ips:
+            changes.append(
+                AnnounceChange(
+                    kind="announcing", key=key, service=now, events=(plan.won[key].event(),)
+                )
+            )
+    for key in sorted(before.serving.keys() - serving.keys()):
+        reason = _withdrawn_reason(node, elections.get(key))
+        changes.append(AnnounceChange(kind="withdrawn", key=key, reason=reason))
+    failed = {key: (plan.won[key].ips, plan.won[key].interfaces) for key in plan.failed}
+    for key in sorted(failed):
+        if before.failed.get(key) == failed[key]:
+            continue
+        won = plan.won[key]
+        changes.append(
+            AnnounceChange(
+                kind="announceFailed",
+                key=key,
+                allowed=won.interfaces,
+                events=tuple(won.announce_failed(ip) for ip in won.ips),
+            )
+        )
+    for key in sorted(plan.unusable - before.unusable):
+        changes.append(AnnounceChange(kind="noInterface", key=key))
+    report = AnnounceReport.model_construct(serving=serving, failed=failed, unusable=plan.unusable)
+    return report, tuple(changes)

@@ -35,6 +35,7 @@ from announcers.base import UnknownInterfaceError
 
 try:
     from announcers.kubernetes import client, controller, logs, speaker
+    from announcers.kubernetes.l2status import PodRef
     from announcers.kubernetes.logs import log_event
     from announcers.kubernetes.metrics import Metrics
     from announcers.kubernetes.speaker_metrics import SpeakerMetrics
@@ -268,11 +269,13 @@ def _speaker(args: argparse.Namespace) -> int:
         found = interfaces()
     except UnknownInterfaceError as error:
         raise _UsageError(str(error)) from None
+    pod_name, pod_uid = os.environ.get("POD_NAME"), os.environ.get("POD_UID")
     settings = speaker.SpeakerSettings(
         node=args.node,
         namespace=args.namespace,
         lease_duration=args.lease_duration,
         renew_period=args.renew_period,
+        pod=PodRef(pod_name, pod_uid) if pod_name and pod_uid else None,
     )
     metrics = SpeakerMetrics(node=args.node)
     stop_metrics = _serve_metrics(metrics, args.metrics_port)

@@ -255,6 +255,10 @@ class KubeApi(Protocol):
         """Merge-patch one object (or its ``status`` subresource)."""
         ...
 
+    async def delete(self, kind: Kind, name: str, *, namespace: str | None = None) -> None:
+        """Delete one object (``NotFound`` when it is already gone)."""
+        ...
+
     async def close(self) -> None:
         """Close the connections."""
         ...
@@ -426,6 +430,13 @@ class LightkubeApi:
         except _TRANSLATED as error:
             raise _translate(error) from error
         return _plain(obj)
+
+    async def delete(self, kind: Kind, name: str, *, namespace: str | None = None) -> None:
+        """See :meth:`KubeApi.delete`."""
+        try:
+            await self._client.delete(_Resources.main(kind), name, namespace=namespace)
+        except _TRANSLATED as error:
+            raise _translate(error) from error
 
     async def close(self) -> None:
         """See :meth:`KubeApi.close`."""

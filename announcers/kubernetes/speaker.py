@@ -1,10 +1,12 @@
 """The speaker: announces each Service's addresses from the node MetalLB's election picks.
 
-A thin shell around :func:`metallb_core.elect`, run on every node: it reads (lists and
-watches Services, EndpointSlices, Nodes, the speakers' Leases and the configuration), asks
-the core which node announces each Service and on which interfaces, and tells its
-:class:`~announcers.base.Announcer` to ``announce`` what this node won and to ``withdraw``
-everything else. It decides nothing about eligibility itself.
+A thin shell around the core, run on every node: it reads (lists and watches Services,
+EndpointSlices, Nodes, the speakers' Leases and the configuration), asks the core which node
+announces each Service and on which interfaces (:func:`metallb_core.elect`), what this node
+must withdraw and announce (:func:`metallb_core.plan_announcements`), what changed and which
+Events say so (:func:`metallb_core.report_announcements`) and whether it may act at all
+(:func:`metallb_core.speaker_frozen`), and tells its :class:`~announcers.base.Announcer` to
+``withdraw`` and ``announce`` accordingly. It decides nothing itself.
 
 How it runs
 ===========
@@ -26,12 +28,15 @@ How it runs
   withdrawals first, then announcements (an address shared by several Services is announced
   once and withdrawn when the last one lets it go). An announcement that fails is retried
   with capped backoff.
+* **ServiceL2Status.** One per Service this node serves, written in the background by
+  :class:`~announcers.kubernetes.l2status.L2StatusWriter` (created on announce, deleted on
+  withdraw, nothing written when nothing changed).
 * **Events.** ``nodeAssigned`` (``announcing from node "<node>" with protocol "layer2"``)
   when this node starts announcing a Service, ``announceFailed`` (Warning) when it won a
   Service but has none of the interfaces its L2Advertisements allow, as MetalLB.
 * **Shutdown.** On ``stop``: withdraw everything, *then* give the Lease up, so the next
-  node takes over as soon as it sees the Lease change (graceful handover), and send the
-  pending Events.
+  node takes over as soon as it sees the Lease change (graceful handover), then delete this
+  node's ServiceL2Status objects and send the pending Events.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ from announcers.kubernetes.convert import (
 )
 from announcers.kubernetes.events import EventSender
 from announcers.kubernetes.informer import Backoff, ChangeType, Informer
+from announcers.kubernetes.l2status import L2StatusWriter, PodRef
 from announcers.kubernetes.liveness import LEASE_LABELS, Liveness, NodeLease
 from announcers.kubernetes.logs import log_event
 from announcers.kubernetes.speaker_metrics import SpeakerMetrics
@@ -105,6 +111,8 @@ class SpeakerSettings:
     #: Seconds given to releasing the Lease, then to sending the last Events, on stop.
     release_timeout: float = 2.0
     flush_timeout: float = 1.0
+    #: The speaker's Pod (name, uid): the owner of its ServiceL2Status objects, when known.
+    pod: PodRef | None = None
 
     def __post_init__(self) -> None:
         if not self.node:
@@ -142,10 +150,6 @@ class SpeakerEventBook(EventBook):
 
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def _pair_order(pair: Pair) -> tuple[int, int, str]:
-    return (pair[0].version, int(pair[0]), pair[1])
 
 
 class Speaker:
@@ -218,6 +222,13 @@ class Speaker:
             wall=wall,
         )
         self.liveness = Liveness(me=s.node)
+        self.l2status = L2StatusWriter(
+            api,
+            namespace=ns,
+            node=s.node,
+            pod=s.pod,
+            backoff=Backoff(initial=s.backoff_initial, cap=s.backoff_cap),
+        )
         #: Nodes whose speaker Lease is fresh, as of the last check.
         self.alive: frozenset[str] = frozenset()
         #: True while this speaker does not see its own Lease fresh (see "Contact").
@@ -229,12 +240,13 @@ class Speaker:
         self.elections: dict[str, core.Announcement | core.NotAnnounced] = {}
         #: What this speaker has told the announcer to answer for, now.
         self.announced: set[Pair] = set()
-        #: Services announced from this node, with their addresses.
-        self.serving: dict[str, tuple[IPAddress, ...]] = {}
+        #: What this node serves, as of the last round (the core's report).
+        self.report = core.AnnounceReport.empty()
         #: Set after the first round made in contact with the API server.
         self.synced = asyncio.Event()
         self.rounds = 0
         self._interfaces: tuple[SelectedInterface, ...] = ()
+        self._local: tuple[core.NodeInterface, ...] = ()
         self._next_scan = 0.0
         self._slices_of: dict[str, dict[str, JsonDict]] = {}
         self._slice_owner: dict[str, str] = {}
@@ -246,8 +258,6 @@ class Speaker:
         self._retry_all = False  # a withdraw failed: look at everything again
         self._retry_at: float | None = None
         self._retry_backoff = Backoff(initial=s.backoff_initial, cap=s.backoff_cap)
-        self._failed: dict[str, tuple[tuple[IPAddress, ...], tuple[str, ...]]] = {}
-        self._unusable: set[str] = set()  # services won with no interface at all (logged)
         self._said: dict[str, object] = {}
         self._lease_task: asyncio.Task[None] | None = None
 
@@ -328,6 +338,7 @@ class Speaker:
             tasks = [asyncio.create_task(i.run(), name=f"watch {i.what}") for i in self.informers]
             self._lease_task = asyncio.create_task(self.lease.run(), name="lease")
             tasks.append(self._lease_task)
+            tasks.append(asyncio.create_task(self.l2status.run(), name="servicel2status"))
             if self._owns_events:
                 tasks.append(asyncio.create_task(self.events.run(), name="events"))
             while not stop.is_set():
@@ -423,7 +434,7 @@ class Speaker:
             self._retry_keys.clear()
             self._retry_all = False
         self._check_alive()
-        if self.node not in self.alive:
+        if core.speaker_frozen(self.node, self.alive):
             if not self.frozen:
                 self.frozen = True
                 log_event(
@@ -529,6 +540,9 @@ class Speaker:
                 ipv6=[i.name for i in found if i.ipv6],
             )
             self._interfaces = found
+            self._local = tuple(
+                core.NodeInterface(name=i.name, ipv4=i.ipv4, ipv6=i.ipv6) for i in found
+            )
             self._all = True
 
     # -- a round ----------------------------------------------------------------------------
@@ -549,33 +563,11 @@ class Speaker:
                 continue
             self.elections[key] = core.elect(self.config, service, nodes, self._endpoints(key))
 
-    def _pairs(self, won: core.Announcement) -> list[Pair]:
-        return [
-            (ip, interface.name)
-            for ip in won.ips
-            for interface in self._interfaces
-            if won.allows(interface.name)
-            and (interface.ipv4 if ip.version == 4 else interface.ipv6)
-        ]
-
     def _apply(self) -> None:
-        want: dict[Pair, set[str]] = {}
-        failed: dict[str, tuple[tuple[IPAddress, ...], tuple[str, ...]]] = {}
-        unusable: set[str] = set()
-        won: dict[str, core.Announcement] = {}
-        for key, election in self.elections.items():
-            if not isinstance(election, core.Announcement) or election.node != self.node:
-                continue
-            won[key] = election
-            pairs = self._pairs(election)
-            if not pairs:
-                if election.interfaces:
-                    failed[key] = (election.ips, election.interfaces)
-                else:
-                    unusable.add(key)
-            for pair in pairs:
-                want.setdefault(pair, set()).add(key)
-        for pair in sorted(self.announced - want.keys(), key=_pair_order):
+        plan = core.plan_announcements(
+            self.node, self.elections.values(), self._local, self.announced
+        )
+        for pair in plan.withdraw:
             try:
                 self.announcer.withdraw(*pair)
             except Exception as error:
@@ -590,7 +582,7 @@ class Speaker:
                 self._retry(set(), everything=True)
                 continue
             self.announced.discard(pair)
-        for pair in sorted(want.keys() - self.announced, key=_pair_order):
+        for pair in plan.announce:
             try:
                 self.announcer.announce(*pair)
             except Exception as error:
@@ -600,15 +592,15 @@ class Speaker:
                     "announce failed",
                     ip=str(pair[0]),
                     interface=pair[1],
-                    services=sorted(want[pair]),
+                    services=sorted(plan.want[pair]),
                     error=repr(error),
                 )
-                self._retry(want[pair])
+                self._retry(set(plan.want[pair]))
                 continue
             self.announced.add(pair)
         if not (self._retry_keys or self._retry_all):
             self._retry_backoff.reset()
-        self._report(won, want, failed, unusable)
+        self._report(plan)
 
     def _retry(self, keys: set[str], *, everything: bool = False) -> None:
         self._retry_keys |= keys
@@ -616,60 +608,41 @@ class Speaker:
         if self._retry_at is None:
             self._retry_at = self._clock() + self._retry_backoff.next()
 
-    def _report(
-        self,
-        won: Mapping[str, core.Announcement],
-        want: Mapping[Pair, set[str]],
-        failed: Mapping[str, tuple[tuple[IPAddress, ...], tuple[str, ...]]],
-        unusable: set[str],
-    ) -> None:
-        """Logs, Events and metrics for what changed in this round."""
-        holding: dict[str, set[Pair]] = {}
-        for pair in self.announced:
-            for key in want.get(pair, ()):
-                holding.setdefault(key, set()).add(pair)
-        serving = {key: won[key].ips for key in holding}
-        for key, ips in serving.items():
-            if self.serving.get(key) == ips:
-                continue
-            log_event(
-                _log,
-                logging.INFO,
-                "announcing",
-                service=key,
-                ips=[str(ip) for ip in ips],
-                interfaces=sorted({name for _, name in holding[key]}),
-                pool=won[key].pool,
-            )
-            self._emit(key, won[key].event())
-        for key in self.serving.keys() - serving.keys():
-            now = self.elections.get(key)
-            if isinstance(now, core.Announcement):
-                why = f"announced by {now.node}" if now.node != self.node else "failed"
-            elif now is not None:
-                why = f"{now.reason}: {now.message}"
-            else:
-                why = "service gone"
-            log_event(_log, logging.INFO, "withdrawn", service=key, reason=why)
-        self.serving = serving
-        for key, said in failed.items():
-            if self._failed.get(key) == said:
-                continue
-            log_event(
-                _log,
-                logging.WARNING,
-                "none of the allowed interfaces exists on this node",
-                service=key,
-                allowed=list(said[1]),
-                local=[i.name for i in self._interfaces],
-            )
-            for ip in said[0]:
-                self._emit(key, won[key].announce_failed(ip))
-        self._failed = dict(failed)
-        for key in unusable - self._unusable:
-            log_event(_log, logging.WARNING, "no interface to announce on", service=key)
-        self._unusable = unusable
-        self.metrics.set_announced({(key, str(ip)) for key, ips in serving.items() for ip in ips})
+    def _report(self, plan: core.AnnouncePlan) -> None:
+        """Logs, Events and metrics for what changed in this round (the core says what)."""
+        self.report, changes = core.report_announcements(
+            plan, self.announced, self.report, self.elections
+        )
+        for change in changes:
+            if change.kind == "announcing" and change.service is not None:
+                log_event(
+                    _log,
+                    logging.INFO,
+                    "announcing",
+                    service=change.key,
+                    ips=[str(ip) for ip in change.service.ips],
+                    interfaces=list(change.service.interfaces),
+                    pool=change.service.pool,
+                )
+            elif change.kind == "withdrawn":
+                log_event(_log, logging.INFO, "withdrawn", service=change.key, reason=change.reason)
+            elif change.kind == "announceFailed":
+                log_event(
+                    _log,
+                    logging.WARNING,
+                    "none of the allowed interfaces exists on this node",
+                    service=change.key,
+                    allowed=list(change.allowed),
+                    local=[i.name for i in self._interfaces],
+                )
+            elif change.kind == "noInterface":
+                log_event(_log, logging.WARNING, "no interface to announce on", service=change.key)
+            for event in change.events:
+                self._emit(change.key, event)
+        self.metrics.set_announced(
+            {(key, str(ip)) for key, served in self.report.serving.items() for ip in served.ips}
+        )
+        self.l2status.update(self.report.serving, self.alive)
 
     def _emit(self, key: str, event: core.Event) -> None:
         service = self.services.objects.get(key)
@@ -682,13 +655,13 @@ class Speaker:
     # -- shutdown ---------------------------------------------------------------------------
 
     async def _shut_down(self) -> None:
-        for pair in sorted(self.announced, key=_pair_order):
+        for pair in core.plan_announcements(self.node, (), (), self.announced).withdraw:
             with contextlib.suppress(Exception):
                 self.announcer.withdraw(*pair)
         if self.announced:
             log_event(_log, logging.INFO, "withdrew everything", addresses=len(self.announced))
         self.announced.clear()
-        self.serving.clear()
+        self.report = core.AnnounceReport.empty()
         self.metrics.set_announced(set())
         if self._lease_task is not None:
             self._lease_task.cancel()
@@ -697,6 +670,8 @@ class Speaker:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.release_timeout):
                 await self.lease.release()
+        self.l2status.update({}, self.alive)  # after the handover: delete this node's statuses
+        await self.l2status.drain(self.settings.flush_timeout)
         await self.events.flush(self.settings.flush_timeout)
 
 

@@ -33,6 +33,7 @@ INTERFACES = (SelectedInterface("eth0", True, True), SelectedInterface("eth1", T
 EVENTS = "events.k8s.io/v1/events"
 LEASES = "coordination.k8s.io/v1/leases"
 EXCLUDE = "node.kubernetes.io/exclude-from-external-load-balancers"
+L2STATUSES = "metallb.io/v1beta1/servicel2statuses"
 
 
 # -- objects ------------------------------------------------------------------------------------
@@ -255,3 +256,25 @@ def events_of(apiserver: ApiServerEmulator, reason: str) -> list[JsonDict]:
     """The Events with ``reason``, oldest first."""
     found = [e for e in apiserver.list_stored(EVENTS) if e.get("reason") == reason]
     return sorted(found, key=lambda e: str(e["eventTime"]))
+
+
+def l2statuses(apiserver: ApiServerEmulator) -> list[JsonDict]:
+    """The stored ServiceL2Status objects, in every namespace."""
+    return apiserver.list_stored(L2STATUSES)
+
+
+def announced_in_status(apiserver: ApiServerEmulator) -> set[tuple[str, str]]:
+    """``(service key, node)`` for each stored ServiceL2Status that has its status written."""
+    return {
+        (f"{s['status']['serviceNamespace']}/{s['status']['serviceName']}", s["status"]["node"])
+        for s in l2statuses(apiserver)
+        if (s.get("status") or {}).get("node")
+    }
+
+
+def l2status_writes(apiserver: ApiServerEmulator) -> int:
+    """Requests that wrote a ServiceL2Status (create, status patch, delete) so far."""
+    log = apiserver.request_log
+    return sum(log.count(verb=v, resource="servicel2statuses") for v in ("create", "delete")) + (
+        log.count(verb="patch", resource="servicel2statuses", subresource="status")
+    )

@@ -822,8 +822,10 @@ async def test_metallb_crds_are_discoverable(raw: httpx2.AsyncClient) -> None:
         "ipaddresspools/status",
         "l2advertisements",
         "l2advertisements/status",
+        "servicel2statuses",
+        "servicel2statuses/status",
     }
-    assert {r["kind"] for r in resources} == {"IPAddressPool", "L2Advertisement"}
+    assert {r["kind"] for r in resources} == {"IPAddressPool", "L2Advertisement", "ServiceL2Status"}
 
 
 async def test_generic_resources_work_from_the_crds(async_client: AsyncClient) -> None:

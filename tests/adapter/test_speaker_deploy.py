@@ -18,6 +18,7 @@ from .speaker_kit import (
     events_of,
     fleet,
     holding,
+    l2statuses,
 )
 from .test_controller_deploy import _allowed
 
@@ -40,7 +41,11 @@ async def test_rbac_allows_every_request_the_speakers_make(apiserver: ApiServerE
         apiserver.seed(holding("web", "192.0.2.10"), endpoints("web", "n1"))
         apiserver.seed(holding("api", "192.0.2.11"), endpoints("api", "n2"))
         await group.wait_for(lambda: len(events_of(apiserver, "nodeAssigned")) == 2)
-        await group["n1"].halt()  # releases its Lease
+        await group.wait_for(lambda: len(l2statuses(apiserver)) == 2)
+        await group["n1"].crash()  # n2 takes "web" over and deletes n1's ServiceL2Status
+        await group.wait_for(
+            lambda: {s["status"].get("node") for s in l2statuses(apiserver)} == {"n2"}
+        )
         await group.settled()
     rbac = _documents("speaker-rbac.yaml")
     made = list(apiserver.request_log)
@@ -56,7 +61,26 @@ async def test_rbac_allows_every_request_the_speakers_make(apiserver: ApiServerE
         ("list", "endpointslices"),
         ("watch", "nodes"),
         ("create", "events"),
+        ("list", "servicel2statuses"),
+        ("watch", "servicel2statuses"),
+        ("create", "servicel2statuses"),
+        ("patch", "servicel2statuses"),
+        ("delete", "servicel2statuses"),
     } <= kinds
+
+
+async def test_rbac_allows_the_release_and_the_cleanup_on_graceful_stop(
+    apiserver: ApiServerEmulator,
+) -> None:
+    apiserver.seed(*basics(), advertisement())
+    async with fleet(apiserver, nodes=("n1",)) as group:
+        apiserver.seed(holding("web", "192.0.2.10"), endpoints("web", "n1"))
+        await group.wait_for(lambda: len(l2statuses(apiserver)) == 1)
+        await group["n1"].halt()  # withdraws, releases its Lease, deletes its status
+    assert l2statuses(apiserver) == []
+    rbac = _documents("speaker-rbac.yaml")
+    made = list(apiserver.request_log)
+    assert [(r.verb, r.resource) for r in made if not _allowed(r, rbac)] == []
 
 
 def test_rbac_binds_its_roles_to_the_speaker_service_account() -> None:
@@ -70,7 +94,7 @@ def test_rbac_binds_its_roles_to_the_speaker_service_account() -> None:
     )
 
 
-def test_rbac_grants_no_write_beyond_leases_and_events() -> None:
+def test_rbac_grants_no_write_beyond_leases_events_and_servicel2statuses() -> None:
     writes = {"create", "update", "patch", "delete", "deletecollection"}
     granted = {
         (group, resource)
@@ -81,7 +105,12 @@ def test_rbac_grants_no_write_beyond_leases_and_events() -> None:
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
-    assert granted == {("coordination.k8s.io", "leases"), ("events.k8s.io", "events")}
+    assert granted == {
+        ("coordination.k8s.io", "leases"),
+        ("events.k8s.io", "events"),
+        ("metallb.io", "servicel2statuses"),
+        ("metallb.io", "servicel2statuses/status"),
+    }
 
 
 def test_daemonset_uses_the_host_network_and_adds_net_raw_alone() -> None:
@@ -105,11 +134,12 @@ def test_daemonset_runs_the_speaker_with_flags_the_cli_accepts() -> None:
         NS,
         7472,
     )
-    (env,) = container["env"]
-    assert (env["name"], env["valueFrom"]["fieldRef"]["fieldPath"]) == (
-        "NODE_NAME",
-        "spec.nodeName",
-    )
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {
+        "NODE_NAME": "spec.nodeName",
+        "POD_NAME": "metadata.name",
+        "POD_UID": "metadata.uid",
+    }
 
 
 def test_kustomization_installs_the_speaker() -> None:

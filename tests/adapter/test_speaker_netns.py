@@ -2,14 +2,17 @@
 per node as real processes, and a client on the same bridge (see :mod:`tests.support.speaker_lab`).
 
 What is asserted is what a client sees: which node's HTTP server answers ``curl`` to the
-Service's address after the client forgot its neighbours (so it asks ARP afresh), and which
-MACs answer ``arping``.
+Service's address after the client forgot its neighbours (so it asks ARP or NDP afresh),
+which MACs answer ``arping`` or ``ndisc6``, and, for failover, the client kernel's neighbour
+entry moving to the new node's MAC by itself (gratuitous ARP, unsolicited Neighbor
+Advertisement); and who the ServiceL2Status objects name.
 """
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from ipaddress import ip_address
 
 import pytest
 
@@ -74,10 +77,78 @@ def test_hard_death_of_the_announcing_node_moves_the_address(lab: SpeakerLab) ->
     lab.set_endpoints("hard", *NODES)
     winner = elected(address)
     lab.served_by(address, winner)
+    wait_until(lambda: lab.status_nodes("hard") == {winner}, 10.0, "the ServiceL2Status")
     lab.speakers[winner].stop(signal.SIGKILL)
     lab.port_down(winner)
-    lab.served_by(address, elected(address, others(winner)))
+    successor = elected(address, others(winner))
+    lab.served_by(address, successor)
     assert lab.lease_holder(winner) == winner  # never given up: it went stale
+    # The successor replaced the dead node's ServiceL2Status with its own, owned by its Pod.
+    wait_until(lambda: lab.status_nodes("hard") == {successor}, 10.0, "the successor's status")
+    (status,) = [s for s in lab.l2statuses() if s["status"]["serviceName"] == "hard"]
+    (owner,) = status["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("Pod", lab.pod_env(successor)["POD_NAME"])
+
+
+def _neighbour_follows(lab: SpeakerLab, address: str, node: str) -> None:
+    """The client's own neighbour entry moves to ``node``'s MAC (nothing flushed), and the
+    client reaches ``node`` through it."""
+    wait_until(lambda: lab.neighbour(address) == MAC[node], 10.0, f"neighbour entry -> {node}")
+    assert lab.curl(address) == node
+
+
+def test_ipv6_curl_and_ndisc6_reach_the_elected_node(lab: SpeakerLab) -> None:
+    address = lab.create_service("six", ipv6=True)
+    assert ip_address(address).version == 6
+    lab.set_endpoints("six", NODES[0])
+    winner = elected(address)
+    lab.served_by(address, winner)
+    assert lab.responders(address) == {MAC[winner]}  # ndisc6: one Neighbor Advertisement
+    assert lab.curl(address) == winner
+    assert lab.neighbour(address) == MAC[winner]
+
+
+def test_ipv6_hard_death_moves_the_address_and_the_client_neighbour_entry(
+    lab: SpeakerLab,
+) -> None:
+    address = lab.create_service("hard6", ipv6=True)
+    lab.set_endpoints("hard6", *NODES)
+    winner = elected(address)
+    lab.served_by(address, winner)
+    assert lab.curl(address) == winner  # the client holds a neighbour entry for the winner
+    assert lab.neighbour(address) == MAC[winner]
+    lab.speakers[winner].stop(signal.SIGKILL)
+    lab.port_down(winner)
+    successor = elected(address, others(winner))
+    _neighbour_follows(lab, address, successor)  # the successor's unsolicited NA
+    assert lab.responders(address) == {MAC[successor]}
+    wait_until(lambda: lab.status_nodes("hard6") == {successor}, 10.0, "the successor's status")
+
+
+def test_ipv6_sigterm_hands_over(lab: SpeakerLab) -> None:
+    address = lab.create_service("soft6", ipv6=True)
+    lab.set_endpoints("soft6", *NODES)
+    winner = elected(address)
+    lab.served_by(address, winner)
+    assert lab.curl(address) == winner
+    assert lab.speakers[winner].stop(signal.SIGTERM) == 0
+    successor = elected(address, others(winner))
+    _neighbour_follows(lab, address, successor)
+    assert lab.responders(address) == {MAC[successor]}
+    assert lab.lease_holder(winner) is None
+    wait_until(lambda: lab.status_nodes("soft6") == {successor}, 10.0, "the successor's status")
+
+
+def test_ipv4_hard_death_moves_the_client_neighbour_entry(lab: SpeakerLab) -> None:
+    address = lab.create_service("garp")
+    lab.set_endpoints("garp", *NODES)
+    winner = elected(address)
+    lab.served_by(address, winner)
+    assert lab.curl(address) == winner
+    assert lab.neighbour(address) == MAC[winner]
+    lab.speakers[winner].stop(signal.SIGKILL)
+    lab.port_down(winner)
+    _neighbour_follows(lab, address, elected(address, others(winner)))  # gratuitous ARP
 
 
 def test_sigterm_withdraws_then_hands_the_lease_over(lab: SpeakerLab) -> None:

@@ -1,4 +1,5 @@
-"""elect: which node announces a Service (L2_REFERENCE.md §1.5), one rule per test."""
+"""The speaker's rules: elect (which node announces a Service, L2_REFERENCE.md §1.5), the
+interface x family pairing, the announce/withdraw diff and its events, the freeze rule."""
 
 from __future__ import annotations
 
@@ -539,3 +540,341 @@ def test_removing_a_node_that_did_not_win_changes_nothing(
     gone = data.draw(st.sampled_from([n for n in names if n != before.node]))
     rest = [n for n in names if n != gone]
     assert announced(elect(config(ad()), service(VIP), nodes(*rest), ANYWHERE)).node == before.node
+
+
+# -- interface x family pairing ------------------------------------------------------------------
+
+V4, V6 = IPv4Address("192.0.2.10"), IPv6Address("2001:db8::10")
+ETH0 = core.NodeInterface(name="eth0")  # both families
+ETH1 = core.NodeInterface(name="eth1", ipv6=False)  # no link-local address: IPv4 only
+ETH2 = core.NodeInterface(name="eth2", ipv4=False)  # no IFF_BROADCAST: IPv6 only
+
+
+def won(
+    key: str = "web/nginx",
+    *ips: str,
+    node: str = "n1",
+    interfaces: tuple[str, ...] = (),
+    pool: str = "p",
+) -> Announcement:
+    return Announcement(
+        key=key, node=node, ips=ips or (VIP,), pool=pool, interfaces=interfaces, eligible=(node,)
+    )
+
+
+def text(pairs: Any) -> list[tuple[str, str]]:
+    return [(str(ip), name) for ip, name in pairs]
+
+
+def test_each_address_is_paired_with_every_interface_serving_its_family() -> None:
+    pairs = core.announce_pairs(won("a/b", VIP, str(V6)), [ETH0, ETH1, ETH2])
+    assert text(pairs) == [
+        (VIP, "eth0"),
+        (VIP, "eth1"),
+        (str(V6), "eth0"),
+        (str(V6), "eth2"),
+    ]
+
+
+def test_pairing_keeps_only_the_interfaces_the_advertisements_allow() -> None:
+    pairs = core.announce_pairs(won("a/b", VIP, interfaces=("eth1", "eth9")), [ETH0, ETH1])
+    assert text(pairs) == [(VIP, "eth1")]
+
+
+def test_allowed_interface_serving_the_other_family_only_pairs_nothing() -> None:
+    assert core.announce_pairs(won("a/b", str(V6), interfaces=("eth1",)), [ETH0, ETH1]) == ()
+
+
+def test_node_interface_reports_the_family_it_serves() -> None:
+    assert (ETH1.serves(V4), ETH1.serves(V6), ETH2.serves(V4), ETH2.serves(V6)) == (
+        True,
+        False,
+        False,
+        True,
+    )
+
+
+def test_node_interface_with_a_bad_field_names_it() -> None:
+    with pytest.raises(ValueError, match="ipv4"):
+        core.NodeInterface(name="eth0", ipv4="maybe")
+
+
+# -- the announce/withdraw diff ------------------------------------------------------------------
+
+
+def test_plan_announces_what_this_node_won_and_ignores_the_others() -> None:
+    mine, theirs = won("a/mine", VIP), won("a/theirs", "192.0.2.11", node="n2")
+    plan = core.plan_announcements("n1", [mine, theirs], [ETH0], set())
+    assert (text(plan.announce), text(plan.withdraw)) == ([(VIP, "eth0")], [])
+    assert set(plan.won) == {"a/mine"}
+
+
+def test_plan_withdraws_what_was_announced_and_is_no_longer_won() -> None:
+    lost = won("a/b", VIP, node="n2")
+    nobody = NotAnnounced(key="a/c", reason="noServingEndpoints", message="none")
+    held: set[tuple[IPv4Address | IPv6Address, str]] = {(V4, "eth0"), (V6, "eth0")}
+    plan = core.plan_announcements("n1", [lost, nobody], [ETH0], held)
+    assert (text(plan.withdraw), plan.announce) == ([(VIP, "eth0"), (str(V6), "eth0")], ())
+
+
+def test_plan_changes_nothing_when_everything_won_is_announced() -> None:
+    plan = core.plan_announcements("n1", [won("a/b", VIP)], [ETH0, ETH1], set())
+    again = core.plan_announcements("n1", [won("a/b", VIP)], [ETH0, ETH1], set(plan.want))
+    assert (again.announce, again.withdraw) == ((), ())
+
+
+def test_an_address_shared_by_two_services_is_one_pair_wanted_by_both() -> None:
+    plan = core.plan_announcements("n1", [won("a/x", VIP), won("a/y", VIP)], [ETH0], set())
+    assert text(plan.announce) == [(VIP, "eth0")]
+    assert plan.want[(V4, "eth0")] == {"a/x", "a/y"}
+
+
+def test_an_address_still_wanted_by_another_service_is_not_withdrawn() -> None:
+    plan = core.plan_announcements(
+        "n1", [won("a/x", VIP), won("a/y", VIP, node="n2")], [ETH0], {(V4, "eth0")}
+    )
+    assert (plan.withdraw, plan.announce) == ((), ())
+
+
+def test_plan_orders_ipv4_before_ipv6_then_by_address_and_interface() -> None:
+    elections = [won("a/b", str(V6), "192.0.2.20", VIP)]
+    plan = core.plan_announcements("n1", elections, [ETH1, ETH0], set())
+    assert text(plan.announce) == [
+        (VIP, "eth0"),
+        (VIP, "eth1"),
+        ("192.0.2.20", "eth0"),
+        ("192.0.2.20", "eth1"),
+        (str(V6), "eth0"),
+    ]
+
+
+def test_won_with_allowed_interfaces_missing_here_is_failed() -> None:
+    plan = core.plan_announcements("n1", [won("a/b", VIP, interfaces=("eth9",))], [ETH0], set())
+    assert (plan.failed, plan.unusable, plan.announce) == (frozenset({"a/b"}), frozenset(), ())
+
+
+def test_won_with_no_interface_at_all_is_unusable_not_failed() -> None:
+    plan = core.plan_announcements("n1", [won("a/b", str(V6))], [ETH1], set())
+    assert (plan.failed, plan.unusable) == (frozenset(), frozenset({"a/b"}))
+
+
+def test_dual_stack_service_with_one_family_usable_is_neither_failed_nor_unusable() -> None:
+    plan = core.plan_announcements("n1", [won("a/b", VIP, str(V6))], [ETH1], set())
+    assert (text(plan.announce), plan.failed, plan.unusable) == (
+        [(VIP, "eth1")],
+        frozenset(),
+        frozenset(),
+    )
+
+
+# -- the round's changes and their events --------------------------------------------------------
+
+
+def round_of(
+    elections: list[Announcement | NotAnnounced],
+    before: core.AnnounceReport,
+    *,
+    interfaces: tuple[core.NodeInterface, ...] = (ETH0,),
+    refuse: frozenset[tuple[Any, str]] = frozenset(),
+    held: frozenset[tuple[Any, str]] = frozenset(),
+) -> tuple[core.AnnounceReport, tuple[core.AnnounceChange, ...]]:
+    """Plan, act as an announcer that refuses ``refuse``, report."""
+    plan = core.plan_announcements("n1", elections, interfaces, held)
+    announced = (set(held) - set(plan.withdraw)) | (set(plan.announce) - refuse)
+    by_key = {e.key: e for e in elections}
+    return core.report_announcements(plan, announced, before, by_key)
+
+
+def kinds(changes: tuple[core.AnnounceChange, ...]) -> list[tuple[str, str]]:
+    return [(c.kind, c.key) for c in changes]
+
+
+EMPTY = core.AnnounceReport.empty()
+
+
+def test_starting_to_announce_sends_node_assigned() -> None:
+    report, changes = round_of([won("a/b", VIP)], EMPTY)
+    assert kinds(changes) == [("announcing", "a/b")]
+    (change,) = changes
+    assert [e.reason for e in change.events] == ["nodeAssigned"]
+    assert change.service == report.serving["a/b"]
+    assert (change.service.node, change.service.interfaces, change.service.pool) == (
+        "n1",
+        ("eth0",),
+        "p",
+    )
+
+
+def test_a_round_with_nothing_new_reports_no_change() -> None:
+    report, _ = round_of([won("a/b", VIP)], EMPTY)
+    held = frozenset(core.plan_announcements("n1", [won("a/b", VIP)], [ETH0], ()).want)
+    again, changes = round_of([won("a/b", VIP)], report, held=held)
+    assert (changes, again) == ((), report)
+
+
+def test_an_announce_refused_by_the_announcer_is_not_reported_as_serving() -> None:
+    report, changes = round_of([won("a/b", VIP)], EMPTY, refuse=frozenset({(V4, "eth0")}))
+    assert (report.serving, changes) == ({}, ())
+
+
+def test_new_addresses_send_node_assigned_again_but_a_new_interface_does_not() -> None:
+    report, _ = round_of([won("a/b", VIP)], EMPTY)
+    more, changes = round_of([won("a/b", VIP)], report, interfaces=(ETH0, ETH1))
+    assert changes == ()
+    assert more.serving["a/b"].interfaces == ("eth0", "eth1")
+    _, changes = round_of([won("a/b", VIP, "192.0.2.11")], report)
+    assert kinds(changes) == [("announcing", "a/b")]
+
+
+@pytest.mark.parametrize(
+    ("now", "reason"),
+    [
+        (won("a/b", VIP, node="n2"), "announced by n2"),
+        (
+            NotAnnounced(key="a/b", reason="noServingEndpoints", message="no endpoint"),
+            "noServingEndpoints: no endpoint",
+        ),
+        (None, "service gone"),
+    ],
+)
+def test_withdrawal_says_who_announces_now_or_why_nobody_does(
+    now: Announcement | NotAnnounced | None, reason: str
+) -> None:
+    report, _ = round_of([won("a/b", VIP)], EMPTY)
+    _, changes = round_of([now] if now is not None else [], report)
+    assert [(c.kind, c.key, c.reason, c.events) for c in changes] == [
+        ("withdrawn", "a/b", reason, ())
+    ]
+
+
+def test_missing_allowed_interfaces_send_announce_failed_per_address_once() -> None:
+    elections: list[Announcement | NotAnnounced] = [won("a/b", VIP, str(V6), interfaces=("eth9",))]
+    report, changes = round_of(elections, EMPTY)
+    (change,) = changes
+    assert (change.kind, change.allowed) == ("announceFailed", ("eth9",))
+    assert [e.message for e in change.events] == [
+        elections[0].announce_failed(V4).message,  # type: ignore[union-attr]
+        elections[0].announce_failed(V6).message,  # type: ignore[union-attr]
+    ]
+    assert round_of(elections, report)[1] == ()
+
+
+def test_no_interface_at_all_is_said_once_without_event() -> None:
+    report, changes = round_of([won("a/b", str(V6))], EMPTY, interfaces=(ETH1,))
+    assert [(c.kind, c.events) for c in changes] == [("noInterface", ())]
+    assert round_of([won("a/b", str(V6))], report, interfaces=(ETH1,))[1] == ()
+
+
+def test_changes_come_announcing_then_withdrawn_each_sorted_by_key() -> None:
+    report, _ = round_of([won("a/old2", "192.0.2.30"), won("a/old1", "192.0.2.31")], EMPTY)
+    _, changes = round_of([won("a/new2", "192.0.2.40"), won("a/new1", "192.0.2.41")], report)
+    assert kinds(changes) == [
+        ("announcing", "a/new1"),
+        ("announcing", "a/new2"),
+        ("withdrawn", "a/old1"),
+        ("withdrawn", "a/old2"),
+    ]
+
+
+# -- the freeze rule -----------------------------------------------------------------------------
+
+
+def test_a_speaker_that_does_not_see_itself_alive_is_frozen() -> None:
+    assert core.speaker_frozen("n1", frozenset({"n2"}))
+    assert core.speaker_frozen("n1", frozenset())
+    assert not core.speaker_frozen("n1", frozenset({"n1"}))
+
+
+# -- properties of the diff ----------------------------------------------------------------------
+
+addresses = st.sampled_from([V4, IPv4Address("192.0.2.11"), V6, IPv6Address("2001:db8::11")])
+local_interfaces = st.lists(
+    st.builds(
+        core.NodeInterface,
+        name=st.sampled_from(["eth0", "eth1", "eth2"]),
+        ipv4=st.booleans(),
+        ipv6=st.booleans(),
+    ),
+    max_size=3,
+    unique_by=lambda i: i.name,
+)
+elections_strategy = st.lists(
+    st.builds(
+        lambda key, ips, node, allowed: won(
+            key, *(str(ip) for ip in ips), node=node, interfaces=tuple(sorted(allowed))
+        ),
+        key=st.sampled_from(["a/x", "a/y", "a/z", "b/x"]),
+        ips=st.lists(addresses, min_size=1, max_size=2, unique=True),
+        node=st.sampled_from(["n1", "n2"]),
+        allowed=st.sets(st.sampled_from(["eth0", "eth1", "eth9"]), max_size=2),
+    ),
+    max_size=5,
+    unique_by=lambda e: e.key,
+)
+held_strategy = st.sets(st.tuples(addresses, st.sampled_from(["eth0", "eth1", "eth2"])))
+
+
+@given(elections=elections_strategy, interfaces=local_interfaces, held=held_strategy)
+def test_acting_on_a_plan_leaves_exactly_what_is_wanted_and_a_second_plan_is_empty(
+    elections: list[Announcement], interfaces: list[core.NodeInterface], held: set[Any]
+) -> None:
+    plan = core.plan_announcements("n1", elections, interfaces, held)
+    assert not set(plan.withdraw) & set(plan.announce)
+    assert set(plan.withdraw) <= held
+    assert not set(plan.announce) & held
+    after = (held - set(plan.withdraw)) | set(plan.announce)
+    assert after == set(plan.want)
+    again = core.plan_announcements("n1", elections, interfaces, after)
+    assert (again.withdraw, again.announce) == ((), ())
+
+
+@given(elections=elections_strategy, interfaces=local_interfaces)
+def test_wanted_pairs_are_exactly_won_addresses_on_allowed_interfaces_of_their_family(
+    elections: list[Announcement], interfaces: list[core.NodeInterface]
+) -> None:
+    plan = core.plan_announcements("n1", elections, interfaces, set())
+    expected: dict[tuple[Any, str], set[str]] = {}
+    for e in elections:
+        if e.node != "n1":
+            continue
+        for ip in e.ips:
+            for i in interfaces:
+                family_ok = i.ipv4 if ip.version == 4 else i.ipv6
+                if family_ok and (not e.interfaces or i.name in e.interfaces):
+                    expected.setdefault((ip, i.name), set()).add(e.key)
+    assert plan.want == expected
+    lacking = {
+        e.key
+        for e in elections
+        if e.node == "n1" and not any(e.key in keys for keys in expected.values())
+    }
+    assert plan.failed | plan.unusable == lacking
+    assert not plan.failed & plan.unusable
+
+
+@given(
+    first=elections_strategy,
+    second=elections_strategy,
+    interfaces=local_interfaces,
+    refused=held_strategy,
+)
+def test_reported_changes_match_the_difference_of_what_is_served(
+    first: list[Announcement],
+    second: list[Announcement],
+    interfaces: list[core.NodeInterface],
+    refused: set[Any],
+) -> None:
+    before, _ = round_of(list(first), EMPTY, interfaces=tuple(interfaces))
+    held = frozenset(core.plan_announcements("n1", first, interfaces, ()).want)
+    after, changes = round_of(
+        list(second), before, interfaces=tuple(interfaces), held=held, refuse=frozenset(refused)
+    )
+    started = {c.key for c in changes if c.kind == "announcing"}
+    stopped = {c.key for c in changes if c.kind == "withdrawn"}
+    assert stopped == before.serving.keys() - after.serving.keys()
+    assert started == {
+        k
+        for k, s in after.serving.items()
+        if k not in before.serving or before.serving[k].ips != s.ips
+    }
+    assert all(s.node == "n1" and s.interfaces for s in after.serving.values())

@@ -2,20 +2,24 @@
 
 A namespace ``m6br-RUN`` holds a bridge ``m6br0`` (10.66.0.254/24) and, listening on that
 address, the API server emulator and the controller, both real processes. A client ``m6c-RUN``
-and three nodes ``m6n1-RUN``..``m6n3-RUN`` hang on the bridge through veths with fixed MACs. Every
-node:
+and three nodes ``m6n1-RUN``..``m6n3-RUN`` hang on the bridge through veths with fixed MACs,
+with an IPv4 address in 10.66.0.0/24 and an IPv6 one in fd66::/64 (DAD off, so link-local
+addresses are usable at once). The pool holds 10.66.0.96/28 and fd66::60/124. Every node:
 
-* holds the whole pool (10.66.0.96/28) on ``lo`` with ``arp_ignore=1``/``arp_announce=2``,
-  so its kernel accepts traffic for any load-balancer address but never answers ARP for one
-  (as kube-proxy with ``strictARP`` would);
-* runs an HTTP server on port 8080 that answers with the node's name;
+* holds the whole IPv4 pool on ``lo`` with ``arp_ignore=1``/``arp_announce=2``, so its kernel
+  accepts traffic for any load-balancer address but never answers ARP for one (as kube-proxy
+  with ``strictARP`` would), and the IPv6 pool as a ``local`` route on ``lo`` (the kernel
+  answers Neighbor Solicitations only for addresses on the receiving interface: never for
+  these);
+* runs an HTTP server on port 8080, both families, that answers with the node's name;
 * has a second interface ``m6e1`` (a veth to ``m6x1``, both in the node) that reaches
   nobody, for ``L2Advertisement.interfaces``;
 * runs ``python -m announcers.kubernetes speaker --node m6nX`` (MetalLB's interface
-  discovery: ``m6e0``, ``m6e1`` and ``m6x1``).
+  discovery: ``m6e0``, ``m6e1`` and ``m6x1``), with ``POD_NAME``/``POD_UID`` set as the
+  DaemonSet sets them.
 
 Every name starts with ``m6``; :meth:`SpeakerLab.destroy` deletes the namespaces (their
-veths vanish with them). Needs root and iproute2, arping, curl (:data:`TOOLS`):
+veths vanish with them). Needs root and iproute2, arping, ndisc6, curl (:data:`TOOLS`):
 ``netns.require(*TOOLS)`` skips the test when one is missing, or fails it when ``CI`` is set.
 The namespace plumbing is :mod:`tests.support.netns`.
 """
@@ -32,8 +36,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +55,7 @@ from tests.support.netns import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-TOOLS = ("ip", "arping", "curl")
+TOOLS = ("ip", "arping", "ndisc6", "curl")
 
 RUN = run_token()  # namespace names are global to the host: each carries this run's token
 BRIDGE_NS, BRIDGE = f"m6br-{RUN}", "m6br0"
@@ -63,13 +68,16 @@ MAC = {
     **{n: f"02:00:00:06:00:0{i + 1}" for i, n in enumerate(NODES)},
 }
 ADDRESS = {CLIENT_NS: "10.66.0.12", **{n: f"10.66.0.{i + 1}" for i, n in enumerate(NODES)}}
+ADDRESS6 = {CLIENT_NS: "fd66::c", **{n: f"fd66::{i + 1}" for i, n in enumerate(NODES)}}
 PORT = {CLIENT_NS: "m6pc", **{n: f"m6p{i + 1}" for i, n in enumerate(NODES)}}
 POOL_CIDR = "10.66.0.96/28"
+POOL6_CIDR = "fd66::60/124"
 HTTP_PORT = 8080
 NS = "metallb-system"
 EXCLUDE = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 _SERVER = r"""
+import socket
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -84,7 +92,13 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-server = ThreadingHTTPServer(("0.0.0.0", int(sys.argv[2])), Handler)
+class DualStack(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+server = DualStack(("::", int(sys.argv[2])), Handler)
 print("ready", file=sys.stderr, flush=True)
 server.serve_forever()
 """
@@ -99,11 +113,18 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.02)
 
 
-def spawn(ns: str, args: Sequence[str], log: Path, *, ready: str | None = None) -> Process:
+def spawn(
+    ns: str,
+    args: Sequence[str],
+    log: Path,
+    *,
+    ready: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> Process:
     """Start ``args`` in namespace ``ns``; with ``ready``, wait for that text in its stderr."""
     handle = log.open("w")
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    env.update(PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **(extra_env or {}))
     popen = subprocess.Popen(
         ["ip", "netns", "exec", ns, *args],
         stdout=subprocess.DEVNULL,
@@ -172,6 +193,7 @@ POOLS = ("metallb.io/v1beta1", "ipaddresspools")
 NODE_OBJECTS = ("v1", "nodes")
 LEASES = ("coordination.k8s.io/v1", "leases")
 EVENTS = ("events.k8s.io/v1", "events")
+L2STATUSES = ("metallb.io/v1beta1", "servicel2statuses")
 
 
 @dataclass
@@ -194,18 +216,19 @@ class SpeakerLab:
     def build(self) -> None:
         """Namespaces, links, addresses, HTTP servers; then the emulator and the controller."""
         self.delete_namespaces()
-        new_namespace(BRIDGE_NS, ipv6=False)  # IPv4 only: no link-local addresses, no DAD
+        new_namespace(BRIDGE_NS)  # IPv6 with DAD off: link-local addresses usable at once
         in_ns(BRIDGE_NS, "ip", "link", "add", BRIDGE, "type", "bridge")
         in_ns(BRIDGE_NS, "ip", "addr", "add", f"{API_HOST}/24", "dev", BRIDGE)
         in_ns(BRIDGE_NS, "ip", "link", "set", BRIDGE, "up")
         for ns in (CLIENT_NS, *NODES):
-            new_namespace(ns, ipv6=False)
+            new_namespace(ns)
             in_ns(
                 ns, "ip", "link", "add", IFACE, "address", MAC[ns], "type", "veth",
                 "peer", "name", PORT[ns], "netns", BRIDGE_NS,
             )  # fmt: skip
             in_ns(BRIDGE_NS, "ip", "link", "set", PORT[ns], "master", BRIDGE, "up")
             in_ns(ns, "ip", "addr", "add", f"{ADDRESS[ns]}/24", "dev", IFACE)
+            in_ns(ns, "ip", "addr", "add", f"{ADDRESS6[ns]}/64", "dev", IFACE, "nodad")
             in_ns(ns, "ip", "link", "set", IFACE, "up")
         for ns in NODES:
             in_ns(ns, "ip", "link", "add", SPARE, "type", "veth", "peer", "name", SPARE_PEER)
@@ -214,6 +237,7 @@ class SpeakerLab:
             in_ns(ns, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1")
             in_ns(ns, "sysctl", "-qw", "net.ipv4.conf.all.arp_announce=2")
             in_ns(ns, "ip", "addr", "add", POOL_CIDR, "dev", "lo")
+            in_ns(ns, "ip", "-6", "route", "add", "local", POOL6_CIDR, "dev", "lo")
             self.servers.append(
                 spawn(
                     ns,
@@ -248,7 +272,7 @@ class SpeakerLab:
         kube.create(
             _path(*POOLS, NS),
             {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
-             "metadata": {"name": "lab"}, "spec": {"addresses": [POOL_CIDR]}},
+             "metadata": {"name": "lab"}, "spec": {"addresses": [POOL_CIDR, POOL6_CIDR]}},
         )  # fmt: skip
         self.controller = spawn(
             BRIDGE_NS,
@@ -294,9 +318,14 @@ class SpeakerLab:
              "--kubeconfig", str(self.kubeconfig), "--namespace", NS, "--metrics-port", "0",
              *self.speaker_args],
             self.workdir / f"speaker-{node}-{self.restarts}.log",
+            extra_env=self.pod_env(node),
         )  # fmt: skip
         self.speakers[node] = process
         return process
+
+    def pod_env(self, node: str) -> dict[str, str]:
+        """``POD_NAME`` and ``POD_UID`` of ``node``'s speaker, as the DaemonSet sets them."""
+        return {"POD_NAME": f"speaker-{node}", "POD_UID": f"uid-{node}-{self.restarts}"}
 
     def start_speakers(self) -> None:
         """Every node's speaker running and seeing every other one alive."""
@@ -338,14 +367,17 @@ class SpeakerLab:
 
     # -- objects ----------------------------------------------------------------------------
 
-    def create_service(self, name: str, *, local: bool = False) -> str:
-        """A LoadBalancer Service ``name``; wait for the controller's address and return it."""
+    def create_service(self, name: str, *, local: bool = False, ipv6: bool = False) -> str:
+        """A LoadBalancer Service ``name`` (IPv6 only with ``ipv6``); wait for the
+        controller's address and return it."""
         spec: dict[str, Any] = {
             "type": "LoadBalancer",
             "ports": [{"name": "http", "port": HTTP_PORT}],
         }
         if local:
             spec["externalTrafficPolicy"] = "Local"
+        if ipv6:
+            spec.update(ipFamilyPolicy="SingleStack", ipFamilies=["IPv6"])
         self.kube.create(_path(*SERVICES, "default"), {"metadata": {"name": name}, "spec": spec})
         self.made.append(name)
         found: list[str] = []
@@ -416,6 +448,17 @@ class SpeakerLab:
     def label_node(self, node: str, labels: dict[str, str | None]) -> None:
         self.kube.patch(_path(*NODE_OBJECTS, None, node), {"metadata": {"labels": labels}})
 
+    def l2statuses(self) -> list[dict[str, Any]]:
+        """Every ServiceL2Status (``kubectl get servicel2statuses -A``)."""
+        return list((self.kube.get(_path(*L2STATUSES, None)) or {}).get("items") or [])
+
+    def status_nodes(self, service: str) -> set[str]:
+        """The nodes the ServiceL2Status objects of ``service`` name."""
+        return {
+            s["status"]["node"] for s in self.l2statuses()
+            if (s.get("status") or {}).get("serviceName") == service
+        }  # fmt: skip
+
     def events(self, reason: str, service: str) -> list[dict[str, Any]]:
         items = (self.kube.get(_path(*EVENTS, "default")) or {}).get("items") or []
         return [
@@ -427,16 +470,28 @@ class SpeakerLab:
 
     def curl(self, address: str, timeout: float = 1.0) -> str | None:
         """The name of the node that served ``GET /`` from the client, or None."""
+        host = f"[{address}]" if ip_address(address).version == 6 else address
         result = in_ns(
             CLIENT_NS, "curl", "-s", "--max-time", str(timeout),
-            f"http://{address}:{HTTP_PORT}/", check=False,
+            f"http://{host}:{HTTP_PORT}/", check=False,
         )  # fmt: skip
         return result.stdout.strip() if result.returncode == 0 else None
 
+    def forget_neighbours(self) -> None:
+        """Empty the client's neighbour table, both families."""
+        for family in ("-4", "-6"):
+            in_ns(CLIENT_NS, "ip", family, "neigh", "flush", "dev", IFACE, check=False)
+
     def fresh_curl(self, address: str) -> str | None:
-        """:meth:`curl` after the client forgot every neighbour: it asks ARP afresh."""
-        in_ns(CLIENT_NS, "ip", "neigh", "flush", "dev", IFACE, check=False)
+        """:meth:`curl` after the client forgot every neighbour: it asks ARP (or NDP) afresh."""
+        self.forget_neighbours()
         return self.curl(address)
+
+    def neighbour(self, address: str) -> str | None:
+        """The MAC in the client kernel's neighbour entry for ``address`` (None: none)."""
+        out = in_ns(CLIENT_NS, "ip", "neigh", "show", address, "dev", IFACE).stdout
+        match = re.search(r"lladdr ([0-9a-fA-F:]{17})", out)
+        return match.group(1).lower() if match else None
 
     def served_by(self, address: str, node: str | None, timeout: float = 10.0) -> None:
         """Wait until a fresh request to ``address`` is served by ``node`` (None: by nobody)."""
@@ -452,8 +507,16 @@ class SpeakerLab:
             raise AssertionError(f"{address}: served by {seen[-5:]}, not {node}") from None
 
     def responders(self, address: str) -> set[str]:
-        """The MACs answering ARP for ``address`` (arping, 2 probes)."""
-        in_ns(CLIENT_NS, "ip", "neigh", "flush", "dev", IFACE, check=False)
+        """The MACs answering ARP (arping, 2 probes) or, for IPv6, NDP (``ndisc6``: every
+        Neighbor Advertisement to 2 solicitations) for ``address``."""
+        self.forget_neighbours()
+        if ip_address(address).version == 6:
+            out = in_ns(
+                CLIENT_NS, "ndisc6", "-m", "-n", "-r", "2", "-w", "1000", address, IFACE,
+                check=False,
+            ).stdout  # fmt: skip
+            found = re.findall(r"Target link-layer address: ([0-9A-Fa-f:]{17})", out)
+            return {mac.lower() for mac in found}
         out = in_ns(
             CLIENT_NS, "arping", "-c", "2", "-w", "2", "-I", IFACE, address, check=False
         ).stdout

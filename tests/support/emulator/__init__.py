@@ -53,9 +53,10 @@ What it emulates
 * **Resources**: core v1 Services, Namespaces, Nodes, ConfigMaps, Pods, Endpoints, Events;
   ``events.k8s.io/v1`` Events (separate from core Events here); ``coordination.k8s.io/v1``
   Leases; ``discovery.k8s.io/v1`` EndpointSlices; ``apiextensions.k8s.io/v1``
-  CustomResourceDefinitions, pre-loaded with ``metallb.io/v1beta1`` IPAddressPool and
-  L2Advertisement (both with a status subresource, as MetalLB's CRDs). Creating a CRD serves
-  its kind at once, so ``lightkube.generic_resource.load_in_cluster_generic_resources`` works.
+  CustomResourceDefinitions, pre-loaded with ``metallb.io/v1beta1`` IPAddressPool,
+  L2Advertisement and ServiceL2Status (each with a status subresource, as MetalLB's
+  CRDs). Creating a CRD serves its kind at once, so
+  ``lightkube.generic_resource.load_in_cluster_generic_resources`` works.
   Discovery (``/api``, ``/apis``, ``/apis/GROUP/VERSION``, ``/version``) is kmock's.
 * **Faults**: :meth:`~ApiServerEmulator.go_away` (``refuse``: the port is closed and every
   connection cut; ``503``: every request answered ``503 ServiceUnavailable`` and open watches

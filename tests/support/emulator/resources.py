@@ -180,7 +180,8 @@ def _crd(group: str, version: str, kind: str, plural: str, *, status: bool = Tru
 
 
 def metallb_crds() -> list[JsonDict]:
-    """Minimal CustomResourceDefinitions of ``IPAddressPool`` and ``L2Advertisement``.
+    """Minimal CustomResourceDefinitions of ``IPAddressPool``, ``L2Advertisement`` and
+    ``ServiceL2Status`` (the speaker's report of who announces what).
 
     Same group, version, names, scope and status subresource as MetalLB's; the schema accepts
     anything (the emulator validates ``IPAddressPool.spec.addresses`` itself).
@@ -188,6 +189,7 @@ def metallb_crds() -> list[JsonDict]:
     return [
         _crd("metallb.io", "v1beta1", "IPAddressPool", "ipaddresspools"),
         _crd("metallb.io", "v1beta1", "L2Advertisement", "l2advertisements"),
+        _crd("metallb.io", "v1beta1", "ServiceL2Status", "servicel2statuses"),
     ]
 
 
