@@ -339,6 +339,9 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a config, and what it would change")
     v.add_argument("config")
     v.add_argument("--services", default=None)
+    c = sub.add_parser("convert", help="a v0.10-v0.12 ConfigMap as metallb.io objects")
+    c.add_argument("config", help="the ConfigMap, or its config document")
+    c.add_argument("--services", default=None, help="prove no Service changes its address")
     return parser
 
 
@@ -367,6 +370,10 @@ def run(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
             config = _config_or_problem(args.config)
             services = load_services(args.services)
             return print_explain(config, services, args.service, args.lb_class, out)
+        if args.command == "convert":
+            from metallb_core._convert_cli import convert
+
+            return convert(args.config, args.services, load_documents, load_services, out, err)
         return validate(args.config, args.services, out)
     except FileProblem as problem:
         err.write(f"metallb-core: {problem}\n")
