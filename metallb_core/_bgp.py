@@ -222,7 +222,7 @@ def check_bfd_value(value: object, low: int, high: int, what: str) -> int | None
         raise ConfigError(f"invalid {what} value: {value!r} is not an integer")
     if value < low or value > high:
         raise ConfigError(
-            f"invalid value {value}, must be in {low}-{high} range: invalid {what} value"
+            f"invalid {what} value: invalid value {value}, must be in {low}-{high} range"
         )
     return value
 

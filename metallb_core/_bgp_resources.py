@@ -107,7 +107,7 @@ def check_spec(spec: Any, keys: Mapping[str, str], path: str = "spec") -> dict[s
     out: dict[str, Any] = {}
     for key, value in spec.items():
         if key not in keys:
-            raise ConfigError(f'{path}: unknown field "{path}.{key}"')
+            raise ConfigError(f'{path}: unknown field "{key}"')
         if value is None:
             continue
         if not _type_ok(value, keys[key]):

@@ -120,8 +120,8 @@ def test_null_list_entries_are_errors_not_crashes() -> None:
         ({"peers": [{"my-asn": 1, "peer-asn": 2, "peer-address": "1.2.3.4", "hold-time": "1s"}]},
          'parsing peer #1: invalid hold time "1s": must be 0 or >=3s'),
         ({"bfd-profiles": [{"name": "a", "receive-interval": 2}]},
-         "parsing bfd profile #1: invalid value 2, must be in 10-60000 range: "
-         "invalid receive interval value"),
+         "parsing bfd profile #1: invalid receive interval value: invalid value 2, must be in "
+         "10-60000 range"),
         ({"bgp-communities": {"a": "99999999:1"}},
          'parsing community "a": invalid first section of community "99999999": '
          'strconv.ParseUint: parsing "99999999": value out of range'),
