@@ -23,7 +23,15 @@ from metallb_core._service import service_key
 from metallb_core._state import State
 
 
+class NotAConfigMap(Exception):
+    """The file holds no ConfigMap, config document or Helm values to convert."""
+
+
 def _document(docs: list[Any]) -> Any:
+    if any(isinstance(d, Mapping) and "kind" in d for d in docs) and not any(
+        isinstance(d, Mapping) and d.get("kind") == "ConfigMap" for d in docs
+    ):
+        raise NotAConfigMap("no ConfigMap or config document to convert")
     for doc in docs:
         if isinstance(doc, Mapping) and doc.get("kind") == "ConfigMap":
             text = (doc.get("data") or {}).get("config") or ""
@@ -80,6 +88,9 @@ def convert(
     except _yaml.YAMLError as problem:
         err.write(f"invalid: could not parse config: {problem}\n")
         return 1
+    except NotAConfigMap as problem:
+        err.write(f"metallb-core: {config_path}: {problem}\n")
+        return 2
     try:
         objects = convert_configmap(document)
         old = parse_configmap(document)

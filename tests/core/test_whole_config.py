@@ -208,3 +208,43 @@ def test_convert_names_the_services_that_would_move(tmp_path: Path) -> None:
     assert code == 1
     assert "default/web: 10.0.0.0 -> <pending>" in err
     assert kubernetes_name("Big_Pool") == "big-pool"
+
+
+def test_convert_refuses_a_file_without_a_configmap() -> None:
+    code, out, err = cli("convert", "examples/seed/step-1.yaml")
+    assert (code, out) == (2, "")
+    assert (
+        err
+        == "metallb-core: examples/seed/step-1.yaml: no ConfigMap or config document to convert\n"
+    )
+
+
+_POOL = st.fixed_dictionaries(
+    {
+        "name": st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True),
+        "protocol": st.sampled_from(["layer2", "bgp"]),
+        "size": st.integers(min_value=24, max_value=32),
+        "auto-assign": st.booleans(),
+        "avoid-buggy-ips": st.booleans(),
+    }
+)
+
+
+@given(st.lists(_POOL, min_size=1, max_size=5, unique_by=lambda p: p["name"]))
+def test_converted_objects_allocate_as_the_configmap(pools: list[dict[str, Any]]) -> None:
+    from metallb_core._convert_cli import _probe_services, prove
+
+    document = {
+        "address-pools": [
+            {"name": p["name"], "protocol": p["protocol"], "addresses": [f"10.{i}.0.0/{p['size']}"],
+             "auto-assign": p["auto-assign"], "avoid-buggy-ips": p["avoid-buggy-ips"]}
+            for i, p in enumerate(pools)
+        ]
+    }  # fmt: skip
+    old = core.parse_configmap(document)
+    new = core.parse_resources(convert_configmap(document))
+    shape = [(p.name, p.cidrs, p.auto_assign, p.avoid_buggy_ips) for p in old.pools]
+    assert [(p.name, p.cidrs, p.auto_assign, p.avoid_buggy_ips) for p in new.pools] == shape
+    announced = {name for ad in old.l2_advertisements for name in ad.pools}
+    assert {name for ad in new.l2_advertisements for name in ad.pools} == announced
+    assert prove(old, new, _probe_services(old)) == []
