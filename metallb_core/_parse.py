@@ -22,6 +22,7 @@ from metallb_core._config import (
 )
 from metallb_core._configmap import CONFIGMAP_L2_ADVERTISEMENT, parse_configmap
 from metallb_core._errors import ConfigError
+from metallb_core._schemas import SPECS, check_object
 from metallb_core._selectors import LabelSelector, selector_from
 
 # -- the CRDs ----------------------------------------------------------------------------------
@@ -38,14 +39,47 @@ _L2_SPEC_KEYS = {
 }
 
 
-def _flatten(objects: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _flatten(objects: Iterable[Any]) -> list[Mapping[str, Any]]:
     out: list[Mapping[str, Any]] = []
     for obj in objects:
-        if obj.get("kind") == "List" or (obj.get("kind", "").endswith("List") and "items" in obj):
-            out.extend(_flatten(obj.get("items") or ()))
-        else:
+        if not isinstance(obj, Mapping):
+            continue
+        kind = obj.get("kind")
+        items = obj.get("items")
+        if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
+            out.extend(_flatten(items))
+        elif kind != "List":
             out.append(obj)
     return out
+
+
+_PREFIXES = {
+    "IPAddressPool": "parsing address pool {name}: ",
+    "AddressPool": "parsing address pool {name}: ",
+    "L2Advertisement": "L2Advertisement {name}: ",
+    "BGPPeer": "parsing peer {name} ",
+}
+
+
+def _check_shapes(items: Sequence[Mapping[str, Any]]) -> None:
+    """Every object's shape (:mod:`metallb_core._schemas`) before any meaning is read."""
+    for obj in items:
+        kind = obj.get("kind")
+        if kind not in _KINDS_READ:
+            continue
+        try:
+            check_object(obj)
+        except ConfigError as err:
+            meta = obj.get("metadata")
+            name = meta.get("name") if isinstance(meta, Mapping) else None
+            name = name if isinstance(name, str) else ""
+            prefix = _PREFIXES.get(str(kind), "{kind} {name}: ")
+            raise ConfigError(
+                prefix.format(kind=kind, name=name) + str(err), kind=str(kind), name=name
+            ) from None
+
+
+_KINDS_READ = {*SPECS, "Secret", "Node", "Namespace"}
 
 
 def _unknown_keys(spec: Mapping[str, Any], known: set[str], what: str) -> None:
@@ -209,7 +243,8 @@ def parse_resources(objects: Iterable[Mapping[str, Any]]) -> Config:
     >>> [p.name for p in cfg.pools], [a.pools for a in cfg.l2_advertisements]
     (['default'], [('default',)])
     """
-    items = [o for o in _flatten(objects) if isinstance(o, Mapping)]
+    items = _flatten(objects)
+    _check_shapes(items)
     namespaces = {bgp.name_of(o): _labels(o) for o in items if o.get("kind") == "Namespace"}
     nodes = {bgp.name_of(o): _labels(o) for o in items if o.get("kind") == "Node"}
     secrets = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -248,3 +249,149 @@ def test_converted_objects_allocate_as_the_configmap(pools: list[dict[str, Any]]
     announced = {name for ad in old.l2_advertisements for name in ad.pools}
     assert {name for ad in new.l2_advertisements for name in ad.pools} == announced
     assert prove(old, new, _probe_services(old)) == []
+
+
+# -- odd input is a ConfigError, never a crash -----------------------------------------------
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 2**33),
+    st.sampled_from(
+        [
+            "",
+            "x",
+            "10.0.0.0/24",
+            "1.2.3.4",
+            "64512:1",
+            "large:1:2:3",
+            "3s",
+            "In",
+            "layer2",
+            "bgp",
+            "10.0.0.1-10.0.0.5",
+        ]
+    ),
+)
+_CM_KEYS = [
+    "peers",
+    "address-pools",
+    "bgp-communities",
+    "bfd-profiles",
+    "name",
+    "protocol",
+    "addresses",
+    "bgp-advertisements",
+    "communities",
+    "aggregation-length",
+    "localpref",
+    "my-asn",
+    "peer-asn",
+    "peer-address",
+    "hold-time",
+    "node-selectors",
+    "match-labels",
+    "match-expressions",
+    "key",
+    "operator",
+    "values",
+    "bfd-profile",
+    "echo-mode",
+]
+_CRD_KEYS = [
+    "metadata",
+    "spec",
+    "name",
+    "namespace",
+    "labels",
+    "addresses",
+    "ipAddressPools",
+    "ipAddressPoolSelectors",
+    "nodeSelectors",
+    "matchLabels",
+    "matchExpressions",
+    "key",
+    "operator",
+    "values",
+    "communities",
+    "value",
+    "myASN",
+    "peerASN",
+    "peerAddress",
+    "holdTime",
+    "passwordSecret",
+    "bfdProfile",
+    "aggregationLength",
+    "localPref",
+    "peers",
+    "serviceAllocation",
+    "namespaces",
+    "protocol",
+    "bgpAdvertisements",
+    "type",
+    "data",
+    "interface",
+    "dynamicASN",
+    "echoMode",
+]
+_KINDS = [
+    "IPAddressPool",
+    "L2Advertisement",
+    "BGPAdvertisement",
+    "BGPPeer",
+    "BFDProfile",
+    "Community",
+    "AddressPool",
+    "Secret",
+    "Node",
+    "Namespace",
+    "List",
+]
+
+
+def _json_like(keys: list[str]) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        _SCALARS,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(keys), inner, max_size=4)
+        ),
+        max_leaves=12,
+    )
+
+
+@given(_json_like(_CM_KEYS))
+def test_any_configmap_document_is_a_config_or_a_config_error(document: Any) -> None:
+    with contextlib.suppress(core.ConfigError):
+        core.parse_configmap(document)
+
+
+_OBJECT = st.fixed_dictionaries(
+    {"kind": st.sampled_from(_KINDS)},
+    optional={
+        "metadata": _json_like(_CRD_KEYS),
+        "spec": _json_like(_CRD_KEYS),
+        "items": _json_like(_CRD_KEYS),
+        "type": _SCALARS,
+        "data": _json_like(_CRD_KEYS),
+    },
+)
+
+
+@given(st.lists(_OBJECT, max_size=4))
+def test_any_objects_are_a_config_or_a_config_error(objects: list[dict[str, Any]]) -> None:
+    try:
+        core.parse_resources(objects)
+    except core.ConfigError as err:
+        assert str(err)
+
+
+def test_a_wrong_type_is_refused_as_the_api_server_does() -> None:
+    with pytest.raises(core.ConfigError) as info:
+        core.parse_resources(
+            [{"kind": "IPAddressPool", "metadata": {"name": "p"}, "spec": {"addresses": "x"}}]
+        )
+    assert str(info.value) == (
+        'parsing address pool p: spec.addresses: Invalid value: "string": spec.addresses in '
+        "body must be of type array"
+    )
+    assert (info.value.kind, info.value.name) == ("IPAddressPool", "p")

@@ -1,0 +1,182 @@
+"""The shape of MetalLB's objects, checked before their meaning (as the API server does).
+
+``kubectl apply`` refuses an object whose fields have the wrong JSON type, or (with its
+default strict field validation) a field the CRD does not define, before MetalLB sees it.
+:func:`check_object` does the same for every kind :func:`~metallb_core.parse_resources`
+reads, so that the semantic checks after it can rely on the shapes, and odd input is a
+``ConfigError`` naming the field, never a crash. ``metadata`` may hold any field; only the
+types of ``name``, ``namespace`` and ``labels`` are checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from metallb_core._errors import ConfigError
+
+Schema = Any  # "string" | "integer" | "boolean" | "labels" | "any" | [Schema] | {field: Schema}
+
+_SELECTOR: Schema = {
+    "matchLabels": "labels",
+    "matchExpressions": [{"key": "string", "operator": "string", "values": ["string"]}],
+}
+_SELECTORS: Schema = [_SELECTOR]
+_LEGACY_AD: Schema = {
+    "aggregationLength": "integer",
+    "aggregationLengthV6": "integer",
+    "localPref": "integer",
+    "communities": ["string"],
+}
+SPECS: dict[str, Schema] = {
+    "IPAddressPool": {
+        "addresses": ["string"],
+        "autoAssign": "boolean",
+        "avoidBuggyIPs": "boolean",
+        "serviceAllocation": {
+            "priority": "integer",
+            "namespaces": ["string"],
+            "namespaceSelectors": _SELECTORS,
+            "serviceSelectors": _SELECTORS,
+        },
+    },
+    "L2Advertisement": {
+        "ipAddressPools": ["string"],
+        "ipAddressPoolSelectors": _SELECTORS,
+        "nodeSelectors": _SELECTORS,
+        "interfaces": ["string"],
+        "serviceSelectors": _SELECTORS,
+        "preferredNodeSelectors": [{"weight": "integer", "preference": _SELECTOR}],
+    },
+    "BGPAdvertisement": {
+        "aggregationLength": "integer",
+        "aggregationLengthV6": "integer",
+        "localPref": "integer",
+        "communities": ["string"],
+        "ipAddressPools": ["string"],
+        "ipAddressPoolSelectors": _SELECTORS,
+        "nodeSelectors": _SELECTORS,
+        "peers": ["string"],
+        "serviceSelectors": _SELECTORS,
+    },
+    "BGPPeer": {
+        "myASN": "integer",
+        "peerASN": "integer",
+        "dynamicASN": "string",
+        "peerAddress": "string",
+        "interface": "string",
+        "sourceAddress": "string",
+        "peerPort": "integer",
+        "holdTime": "string",
+        "keepaliveTime": "string",
+        "connectTime": "string",
+        "routerID": "string",
+        "nodeSelectors": _SELECTORS,
+        "password": "string",
+        "passwordSecret": {"name": "string", "namespace": "string"},
+        "bfdProfile": "string",
+        "enableGracefulRestart": "boolean",
+        "ebgpMultiHop": "boolean",
+        "vrf": "string",
+        "disableMP": "boolean",
+        "dualStackAddressFamily": "boolean",
+        "localASN": "integer",
+    },
+    "BFDProfile": {
+        "receiveInterval": "integer",
+        "transmitInterval": "integer",
+        "detectMultiplier": "integer",
+        "echoInterval": "integer",
+        "echoMode": "boolean",
+        "passiveMode": "boolean",
+        "minimumTtl": "integer",
+    },
+    "Community": {"communities": [{"name": "string", "value": "string"}]},
+    "AddressPool": {
+        "protocol": "string",
+        "addresses": ["string"],
+        "autoAssign": "boolean",
+        "avoidBuggyIPs": "boolean",
+        "bgpAdvertisements": [_LEGACY_AD],
+    },
+}
+"""The ``spec`` of each MetalLB kind, field by field, with its JSON type."""
+
+_TOP: dict[str, Schema] = {
+    "Secret": {"type": "string", "data": "labels", "stringData": "labels"},
+}
+
+_JSON = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return _JSON.get(type(value), type(value).__name__)
+
+
+def _wrong(path: str, value: Any, expected: str) -> ConfigError:
+    got = _json_type(value)
+    return ConfigError(f'{path}: Invalid value: "{got}": {path} in body must be of type {expected}')
+
+
+def check(value: Any, schema: Schema, path: str) -> None:
+    """``value`` has the shape ``schema`` says; ``None`` (an omitted field) always has."""
+    if value is None or schema == "any":
+        return
+    if isinstance(schema, dict):
+        if not isinstance(value, Mapping):
+            raise _wrong(path, value, "object")
+        for key, item in value.items():
+            if key not in schema:
+                raise ConfigError(f'{path}: unknown field "{key}"')
+            check(item, schema[key], f"{path}.{key}")
+    elif isinstance(schema, list):
+        if not isinstance(value, (list, tuple)):
+            raise _wrong(path, value, "array")
+        for i, item in enumerate(value):
+            if item is None:
+                raise _wrong(f"{path}[{i}]", item, _expected(schema[0]))
+            check(item, schema[0], f"{path}[{i}]")
+    elif schema == "labels":
+        if not isinstance(value, Mapping):
+            raise _wrong(path, value, "object")
+        for key, item in value.items():
+            if not isinstance(key, str) or not isinstance(item, str):
+                raise _wrong(f"{path}.{key}", item, "string")
+    elif schema == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _wrong(path, value, "integer")
+    elif schema == "boolean":
+        if not isinstance(value, bool):
+            raise _wrong(path, value, "boolean")
+    elif not isinstance(value, str):
+        raise _wrong(path, value, "string")
+
+
+def _expected(schema: Schema) -> str:
+    if isinstance(schema, dict) or schema == "labels":
+        return "object"
+    if isinstance(schema, list):
+        return "array"
+    return str(schema)
+
+
+def check_object(obj: Mapping[str, Any]) -> None:
+    """The object's ``metadata`` and (for MetalLB's kinds) ``spec`` have the right shapes."""
+    meta = obj.get("metadata")
+    if meta is not None:
+        if not isinstance(meta, Mapping):
+            raise _wrong("metadata", meta, "object")
+        check(meta.get("name"), "string", "metadata.name")
+        check(meta.get("namespace"), "string", "metadata.namespace")
+        check(meta.get("labels"), "labels", "metadata.labels")
+    kind = obj.get("kind")
+    if kind in SPECS:
+        check(obj.get("spec"), SPECS[kind], "spec")
+    for field, schema in (_TOP.get(str(kind)) or {}).items():
+        check(obj.get(field), schema, field)
