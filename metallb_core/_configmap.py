@@ -15,6 +15,7 @@ advertisements in ``Config.bgp_advertisements`` (this library announces in Layer
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -310,6 +311,7 @@ def _bfd_profile(raw: Mapping[str, Any]) -> BFDProfile:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _widest_prefix(entry: str) -> tuple[int, int]:
     """(family, shortest prefix length) of one ``addresses`` entry (already validated)."""
     networks = Pool(name="x", cidrs=[entry]).cidrs

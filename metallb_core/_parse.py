@@ -8,6 +8,7 @@ the duplicate-name and overlap checks against the pools before it. The ConfigMap
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -160,7 +161,28 @@ def _pool_from_crd(obj: Mapping[str, Any], namespaces: Mapping[str, Mapping[str,
         ) from None
 
 
-def _l2_from_crd(obj: Mapping[str, Any], pools: Sequence[Pool]) -> L2Advertisement | None:
+def _select_pools(
+    pools: Sequence[Pool],
+    order: Mapping[str, int],
+    names: Sequence[str],
+    selectors: Sequence[LabelSelector],
+) -> tuple[str, ...]:
+    """The pools an advertisement names or selects, in config order (unknown names ignored).
+
+    Names alone cost O(names log names), not O(pools): thousands of advertisements that
+    each name their pool stay linear in total.
+    """
+    if not selectors:
+        return tuple(sorted({n for n in names if n in order}, key=order.__getitem__))
+    wanted = set(names)
+    return tuple(
+        p.name for p in pools if p.name in wanted or any(s.matches(p.labels) for s in selectors)
+    )
+
+
+def _l2_from_crd(
+    obj: Mapping[str, Any], pools: Sequence[Pool], order: Mapping[str, int]
+) -> L2Advertisement | None:
     meta = obj.get("metadata") or {}
     name = meta.get("name") or ""
     spec = obj.get("spec") or {}
@@ -176,11 +198,7 @@ def _l2_from_crd(obj: Mapping[str, Any], pools: Sequence[Pool]) -> L2Advertiseme
     service_selectors = _selectors(spec.get("serviceSelectors"), "service", "serviceSelectors")
     selected: tuple[str, ...] = ()
     if names or pool_selectors:
-        selected = tuple(
-            p.name
-            for p in pools
-            if p.name in names or any(s.matches(p.labels) for s in pool_selectors)
-        )
+        selected = _select_pools(pools, order, names, pool_selectors)
         if not selected:
             return None  # selectors or names that match no pool apply to no pool
     return L2Advertisement(
@@ -190,6 +208,18 @@ def _l2_from_crd(obj: Mapping[str, Any], pools: Sequence[Pool]) -> L2Advertiseme
         interfaces=tuple(spec.get("interfaces") or ()),
         service_selectors=service_selectors,
     )
+
+
+def _first_duplicate(objects: Sequence[Mapping[str, Any]]) -> tuple[int, int] | None:
+    """The first pair ``i < j`` of equal objects, in MetalLB's loop order, in O(n)."""
+    seen: dict[str, int] = {}
+    best: tuple[int, int] | None = None
+    for j, obj in enumerate(objects):
+        canonical = json.dumps(obj, sort_keys=True, default=repr)
+        i = seen.setdefault(canonical, j)
+        if i != j and (best is None or i < best[0]):
+            best = (i, j)
+    return best
 
 
 def _by_kind(items: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
@@ -282,25 +312,26 @@ def parse_resources(objects: Iterable[Mapping[str, Any]]) -> Config:
         if protocol == "layer2":
             legacy_l2.append(pool.name)
 
+    order = {p.name: i for i, p in enumerate(pools)}
     l2_ads = [L2Advertisement(name=name, pools=(name,)) for name in legacy_l2]
     for obj in _by_kind(items, "L2Advertisement"):
         try:
-            l2 = _l2_from_crd(obj, pools)
+            l2 = _l2_from_crd(obj, pools, order)
         except ConfigError as err:
             raise ConfigError(str(err), kind="L2Advertisement", name=bgp.name_of(obj)) from None
         if l2 is not None:
             l2_ads.append(l2)
 
     bgp_objects = _by_kind(items, "BGPAdvertisement")
-    for i, first in enumerate(bgp_objects):
-        for j in range(i + 1, len(bgp_objects)):
-            if dict(first) == dict(bgp_objects[j]):
-                raise ConfigError(
-                    "duplicate definition of bgpadvertisements. "
-                    f"advertisement {i + 1} and {j + 1} are equal",
-                    kind="BGPAdvertisement",
-                    name=bgp.name_of(first),
-                )
+    duplicate = _first_duplicate(bgp_objects)
+    if duplicate is not None:
+        i, j = duplicate
+        raise ConfigError(
+            "duplicate definition of bgpadvertisements. "
+            f"advertisement {i + 1} and {j + 1} are equal",
+            kind="BGPAdvertisement",
+            name=bgp.name_of(bgp_objects[i]),
+        )
     bgp_ads: list[BGPAdvertisement] = [a for ads in ads_by_pool.values() for a in ads]
     for obj in bgp_objects:
         name = bgp.name_of(obj)
@@ -313,11 +344,7 @@ def parse_resources(objects: Iterable[Mapping[str, Any]]) -> Config:
                 for s in spec.get("ipAddressPoolSelectors") or ()
             ]
             if names or selectors:
-                targets = [
-                    p.name
-                    for p in pools
-                    if p.name in names or any(s.matches(p.labels) for s in selectors)
-                ]
+                targets = list(_select_pools(pools, order, names, selectors))
             else:
                 targets = [p.name for p in pools]
             for target in targets:

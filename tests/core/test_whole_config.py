@@ -397,3 +397,12 @@ def test_a_wrong_type_is_refused_as_the_api_server_does() -> None:
         "body must be of type array"
     )
     assert (info.value.kind, info.value.name) == ("IPAddressPool", "p")
+
+
+def test_config_parse_benchmark_runs_and_checks_its_configs() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from benchmarks.config_parse import run_all
+
+    assert [name for name, _ in run_all(pools=20, repeats=1)] == ["floor", "layer 2", "whole"]
