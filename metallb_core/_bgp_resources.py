@@ -258,9 +258,13 @@ def _timers(hold: float | None, keepalive: float | None, spec: Mapping[str, Any]
         )
 
 
-def _secret_password(obj: Mapping[str, Any], ref: Mapping[str, Any],
-                     secrets: Mapping[tuple[str, str], Mapping[str, Any]]) -> None:  # fmt: skip
-    namespace = namespace_of(obj) or METALLB_NAMESPACE
+def _secret_password(
+    obj: Mapping[str, Any],
+    ref: Mapping[str, Any],
+    secrets: Mapping[tuple[str, str], Mapping[str, Any]],
+    metallb_namespace: str,
+) -> None:
+    namespace = namespace_of(obj) or metallb_namespace
     ref_namespace = str(ref.get("namespace") or namespace)
     if ref_namespace != namespace:
         return  # a Secret in another namespace is frr-k8s's to read (secret passthrough)
@@ -280,7 +284,11 @@ def _secret_password(obj: Mapping[str, Any], ref: Mapping[str, Any],
         raise ConfigError(f"password not specified in the secret {shown}")
 
 
-def _peer(obj: Mapping[str, Any], secrets: Mapping[tuple[str, str], Mapping[str, Any]]) -> Peer:
+def _peer(
+    obj: Mapping[str, Any],
+    secrets: Mapping[tuple[str, str], Mapping[str, Any]],
+    metallb_namespace: str,
+) -> Peer:
     spec = check_spec(obj.get("spec"), SPEC_KEYS["BGPPeer"])
     my_asn, asn = spec.get("myASN", 0), spec.get("peerASN", 0)
     dynamic = spec.get("dynamicASN", "")
@@ -323,7 +331,7 @@ def _peer(obj: Mapping[str, Any], secrets: Mapping[tuple[str, str], Mapping[str,
         raise ConfigError(f"password for peer {where} contains invalid characters")
     if ref.get("name"):
         try:
-            _secret_password(obj, ref, secrets)
+            _secret_password(obj, ref, secrets, metallb_namespace)
         except ConfigError as err:
             raise ConfigError(
                 f"{err}\nfailed to parse peer {name_of(obj)} password secret"
@@ -363,12 +371,13 @@ def peers(
     objects: Sequence[Mapping[str, Any]],
     profiles: Mapping[str, BFDProfile],
     secrets: Mapping[tuple[str, str], Mapping[str, Any]],
+    metallb_namespace: str = METALLB_NAMESPACE,
 ) -> list[Peer]:
     out: list[Peer] = []
     for obj in objects:
         name = name_of(obj)
         try:
-            peer = _peer(obj, secrets)
+            peer = _peer(obj, secrets, metallb_namespace)
         except ConfigError as err:
             raise ConfigError(f"parsing peer {name} {err}", kind="BGPPeer", name=name) from None
         if peer.bfd_profile and peer.bfd_profile not in profiles:

@@ -83,6 +83,32 @@ def _check_shapes(items: Sequence[Mapping[str, Any]]) -> None:
 _KINDS_READ = {*SPECS, "Secret", "Node", "Namespace"}
 
 
+def _check_one_namespace(items: Sequence[Mapping[str, Any]]) -> str:
+    """MetalLB reads its objects from one namespace, and its webhooks refuse the others.
+
+    Objects that name no namespace are taken to be in it (``kubectl apply -n``); the first
+    namespace named is MetalLB's, and an object of a MetalLB kind in another one is refused
+    with the webhooks' message.
+    """
+    first = ""
+    for obj in items:
+        if obj.get("kind") not in SPECS:
+            continue
+        namespace = bgp.namespace_of(obj)
+        if not namespace:
+            continue
+        if not first:
+            first = namespace
+        elif namespace != first:
+            name = bgp.name_of(obj)
+            raise ConfigError(
+                f"{obj.get('kind')} {name}: resource must be created in {first} namespace",
+                kind=str(obj.get("kind")),
+                name=name,
+            )
+    return first or bgp.METALLB_NAMESPACE
+
+
 def _unknown_keys(spec: Mapping[str, Any], known: set[str], what: str) -> None:
     for key in spec:
         if key not in known:
@@ -275,16 +301,17 @@ def parse_resources(objects: Iterable[Mapping[str, Any]]) -> Config:
     """
     items = _flatten(objects)
     _check_shapes(items)
+    metallb_namespace = _check_one_namespace(items)
     namespaces = {bgp.name_of(o): _labels(o) for o in items if o.get("kind") == "Namespace"}
     nodes = {bgp.name_of(o): _labels(o) for o in items if o.get("kind") == "Node"}
     secrets = {
-        (bgp.namespace_of(o) or bgp.METALLB_NAMESPACE, bgp.name_of(o)): o
+        (bgp.namespace_of(o) or metallb_namespace, bgp.name_of(o)): o
         for o in items
         if o.get("kind") == "Secret"
     }
 
     profiles = bgp.bfd_profiles(_by_kind(items, "BFDProfile"))
-    peers = bgp.peers(_by_kind(items, "BGPPeer"), profiles, secrets)
+    peers = bgp.peers(_by_kind(items, "BGPPeer"), profiles, secrets, metallb_namespace)
     aliases = bgp.communities(_by_kind(items, "Community"))
 
     checker = ConfigChecker()

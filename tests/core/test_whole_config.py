@@ -406,3 +406,18 @@ def test_config_parse_benchmark_runs_and_checks_its_configs() -> None:
     from benchmarks.config_parse import run_all
 
     assert [name for name, _ in run_all(pools=20, repeats=1)] == ["floor", "layer 2", "whole"]
+
+
+def test_objects_of_two_namespaces_are_refused_as_the_webhooks_do() -> None:
+    pool = {"kind": "IPAddressPool", "spec": {"addresses": ["10.0.0.0/24"]}}
+    objects = [
+        {**pool, "metadata": {"name": "a", "namespace": "metallb-system"}},
+        {"kind": "L2Advertisement", "metadata": {"name": "l2"}},
+        {**pool, "metadata": {"name": "b", "namespace": "default"}},
+    ]
+    with pytest.raises(core.ConfigError) as info:
+        core.parse_resources(objects)
+    assert (
+        str(info.value) == "IPAddressPool b: resource must be created in metallb-system namespace"
+    )
+    assert len(core.parse_resources(objects[:2]).pools) == 1
