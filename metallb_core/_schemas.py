@@ -15,7 +15,11 @@ from typing import Any
 
 from metallb_core._errors import ConfigError
 
-Schema = Any  # "string" | "integer" | "boolean" | "labels" | "any" | [Schema] | {field: Schema}
+Schema = Any
+"""``"string"``, ``"integer"``, ``("integer", minimum, maximum)``, ``"boolean"``, ``"labels"``
+(a string-to-string map), ``[Schema]`` (an array) or ``{field: Schema}`` (an object)."""
+
+_ASN = ("integer", 0, 2**32 - 1)
 
 _SELECTOR: Schema = {
     "matchLabels": "labels",
@@ -49,7 +53,7 @@ SPECS: dict[str, Schema] = {
         "preferredNodeSelectors": [{"weight": "integer", "preference": _SELECTOR}],
     },
     "BGPAdvertisement": {
-        "aggregationLength": "integer",
+        "aggregationLength": ("integer", 1, None),
         "aggregationLengthV6": "integer",
         "localPref": "integer",
         "communities": ["string"],
@@ -60,13 +64,13 @@ SPECS: dict[str, Schema] = {
         "serviceSelectors": _SELECTORS,
     },
     "BGPPeer": {
-        "myASN": "integer",
-        "peerASN": "integer",
+        "myASN": _ASN,
+        "peerASN": _ASN,
         "dynamicASN": "string",
         "peerAddress": "string",
         "interface": "string",
         "sourceAddress": "string",
-        "peerPort": "integer",
+        "peerPort": ("integer", 0, 16384),
         "holdTime": "string",
         "keepaliveTime": "string",
         "connectTime": "string",
@@ -80,7 +84,7 @@ SPECS: dict[str, Schema] = {
         "vrf": "string",
         "disableMP": "boolean",
         "dualStackAddressFamily": "boolean",
-        "localASN": "integer",
+        "localASN": _ASN,
     },
     "BFDProfile": {
         "receiveInterval": "integer",
@@ -148,9 +152,20 @@ def check(value: Any, schema: Schema, path: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str) or not isinstance(item, str):
                 raise _wrong(f"{path}.{key}", item, "string")
-    elif schema == "integer":
+    elif schema == "integer" or isinstance(schema, tuple):
         if isinstance(value, bool) or not isinstance(value, int):
             raise _wrong(path, value, "integer")
+        _, low, high = schema if isinstance(schema, tuple) else ("integer", None, None)
+        if low is not None and value < low:
+            raise ConfigError(
+                f"{path}: Invalid value: {value}: {path} in body should be greater than or "
+                f"equal to {low}"
+            )
+        if high is not None and value > high:
+            raise ConfigError(
+                f"{path}: Invalid value: {value}: {path} in body should be less than or "
+                f"equal to {high}"
+            )
     elif schema == "boolean":
         if not isinstance(value, bool):
             raise _wrong(path, value, "boolean")
@@ -163,6 +178,8 @@ def _expected(schema: Schema) -> str:
         return "object"
     if isinstance(schema, list):
         return "array"
+    if isinstance(schema, tuple):
+        return "integer"
     return str(schema)
 
 

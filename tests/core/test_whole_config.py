@@ -421,3 +421,20 @@ def test_objects_of_two_namespaces_are_refused_as_the_webhooks_do() -> None:
         str(info.value) == "IPAddressPool b: resource must be created in metallb-system namespace"
     )
     assert len(core.parse_resources(objects[:2]).pools) == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"myASN": 1, "peerASN": 2, "peerAddress": "1.2.3.4", "peerPort": 20000},
+         "parsing peer p spec.peerPort: Invalid value: 20000: spec.peerPort in body should be "
+         "less than or equal to 16384"),
+        ({"myASN": 2**32, "peerASN": 2, "peerAddress": "1.2.3.4"},
+         "parsing peer p spec.myASN: Invalid value: 4294967296: spec.myASN in body should be "
+         "less than or equal to 4294967295"),
+    ],
+)  # fmt: skip
+def test_crd_bounds_are_checked_as_the_api_server_does(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(core.ConfigError) as info:
+        core.parse_resources([{"kind": "BGPPeer", "metadata": {"name": "p"}, "spec": spec}])
+    assert str(info.value) == message
