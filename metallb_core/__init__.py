@@ -28,6 +28,7 @@ from metallb_core._outcomes import (
     SharingConflict,
     UnknownPool,
 )
+from metallb_core._bgp import BFDProfile, BGPAdvertisement, Peer
 from metallb_core._parse import parse_configmap, parse_resources
 from metallb_core._request import Port, ServiceRequest
 from metallb_core._selectors import LabelSelector, LabelSelectorRequirement
@@ -45,6 +46,8 @@ __all__ = [
     "Allocation",
     "AllocationError",
     "Announcement",
+    "BFDProfile",
+    "BGPAdvertisement",
     "Config",
     "ConfigError",
     "Convergence",
@@ -59,6 +62,7 @@ __all__ = [
     "NodeFacts",
     "NotAllowedByConfig",
     "NotAnnounced",
+    "Peer",
     "Pool",
     "PoolNotCompatible",
     "PoolUsage",
