@@ -11,6 +11,7 @@ the environment or randomness, or mutates an argument.
 """
 
 from metallb_core._allocator import allocate, orphans, pool_usage, release, reload
+from metallb_core._bgp import BFDProfile, BGPAdvertisement, Peer
 from metallb_core._config import Config, L2Advertisement, Pool, ServiceAllocation
 from metallb_core._converge import Convergence, Event, converge, converge_all
 from metallb_core._errors import ConfigError, InvalidService
@@ -28,7 +29,6 @@ from metallb_core._outcomes import (
     SharingConflict,
     UnknownPool,
 )
-from metallb_core._bgp import BFDProfile, BGPAdvertisement, Peer
 from metallb_core._parse import parse_configmap, parse_resources
 from metallb_core._request import Port, ServiceRequest
 from metallb_core._selectors import LabelSelector, LabelSelectorRequirement
