@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -162,3 +163,35 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+PLAN_CHECKS = [
+    ("v0.10.3/manifests-example-config.yaml", "bgp-example.yaml"),
+    ("main/website-advanced-pool-cheap-expensive.yaml", "cheap-expensive.yaml"),
+    ("v0.10.3/manifests-example-layer2-config.yaml", "layer2-range.yaml"),
+    ("operator-main/samples-ipaddresspool.yaml", "operator-pools.yaml"),
+    ("main/website-advanced-pool-service-allocation.yaml", "service-allocation.yaml"),
+    ("v0.10.3/website-configuration-layer2.yaml", "tutorial-2.yaml"),
+    ("v0.10.3/website-usage-example.yaml", "usage-example.yaml"),
+]
+"""MetalLB's example configurations planned on the corpus's Services (``services/``)."""
+
+
+@pytest.mark.parametrize(("config", "services"), PLAN_CHECKS, ids=[c for c, _ in PLAN_CHECKS])
+def test_plan_gives_annotated_services_their_pool(config: str, services: str) -> None:
+    manifest()  # fails under CI=true when the corpus is missing
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["plan", str(CORPUS / config), str(CORPUS / "services" / services), "--output", "json"]
+    assert run(argv, out, err) == 0, err.getvalue()
+    rows = json.loads(out.getvalue())["steps"][0]["services"]
+    assert any(r["externalIPs"] for r in rows)
+    asked = {
+        f"{d['metadata'].get('namespace', 'default')}/{d['metadata']['name']}": pool
+        for d in load_all((CORPUS / "services" / services).read_text())
+        for key, pool in ((d.get("metadata") or {}).get("annotations") or {}).items()
+        if key.endswith("/address-pool")
+    }
+    for row in rows:
+        wanted = asked.get(f"{row['namespace']}/{row['name']}")
+        if wanted is not None:
+            assert (row["pool"], bool(row["externalIPs"])) == (wanted, True), row
