@@ -28,95 +28,14 @@ from metallb_core._selectors import LabelSelector, selector_from
 METALLB_NAMESPACE = "metallb-system"
 """The namespace MetalLB runs in when an object does not say (its Secrets live there)."""
 
-SPEC_KEYS: dict[str, dict[str, str]] = {
-    "BFDProfile": {
-        "receiveInterval": "int",
-        "transmitInterval": "int",
-        "detectMultiplier": "int",
-        "echoInterval": "int",
-        "echoMode": "bool",
-        "passiveMode": "bool",
-        "minimumTtl": "int",
-    },
-    "BGPPeer": {
-        "myASN": "int",
-        "peerASN": "int",
-        "dynamicASN": "string",
-        "peerAddress": "string",
-        "interface": "string",
-        "sourceAddress": "string",
-        "peerPort": "int",
-        "holdTime": "string",
-        "keepaliveTime": "string",
-        "connectTime": "string",
-        "routerID": "string",
-        "nodeSelectors": "list",
-        "password": "string",
-        "passwordSecret": "map",
-        "bfdProfile": "string",
-        "enableGracefulRestart": "bool",
-        "ebgpMultiHop": "bool",
-        "vrf": "string",
-        "disableMP": "bool",
-        "dualStackAddressFamily": "bool",
-        "localASN": "int",
-    },
-    "Community": {"communities": "list"},
-    "BGPAdvertisement": {
-        "aggregationLength": "int",
-        "aggregationLengthV6": "int",
-        "localPref": "int",
-        "communities": "list",
-        "ipAddressPools": "list",
-        "ipAddressPoolSelectors": "list",
-        "nodeSelectors": "list",
-        "peers": "list",
-        "serviceSelectors": "list",
-    },
-    "AddressPool": {
-        "protocol": "string",
-        "addresses": "list",
-        "autoAssign": "bool",
-        "avoidBuggyIPs": "bool",
-        "bgpAdvertisements": "list",
-    },
-}
-_LEGACY_AD_KEYS = {"aggregationLength": "int", "aggregationLengthV6": "int", "localPref": "int",
-                   "communities": "list"}  # fmt: skip
-_TYPES = {"int": "integer", "bool": "boolean", "string": "string", "list": "array", "map": "object"}
 
+def spec_of(value: Any) -> dict[str, Any]:
+    """A spec (or nested object) with its omitted (null) fields dropped.
 
-def _type_ok(value: Any, expected: str) -> bool:
-    if expected == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected == "bool":
-        return isinstance(value, bool)
-    if expected == "string":
-        return isinstance(value, str)
-    if expected == "list":
-        return isinstance(value, (list, tuple))
-    return isinstance(value, Mapping)
-
-
-def check_spec(spec: Any, keys: Mapping[str, str], path: str = "spec") -> dict[str, Any]:
-    """The spec with nulls dropped, refusing unknown fields and wrong types as kubectl does."""
-    if spec is None:
-        return {}
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{path}: Invalid value: {spec!r}: {path} must be of type object")
-    out: dict[str, Any] = {}
-    for key, value in spec.items():
-        if key not in keys:
-            raise ConfigError(f'{path}: unknown field "{key}"')
-        if value is None:
-            continue
-        if not _type_ok(value, keys[key]):
-            raise ConfigError(
-                f"{path}.{key}: Invalid value: {value!r}: {path}.{key} in body must be of "
-                f"type {_TYPES[keys[key]]}"
-            )
-        out[key] = value
-    return out
+    The shapes were checked before (:func:`metallb_core._schemas.check_object`), so the
+    fields here have their CRD types.
+    """
+    return {k: v for k, v in (value or {}).items() if v is not None}
 
 
 def name_of(obj: Mapping[str, Any]) -> str:
@@ -157,7 +76,7 @@ def bfd_profiles(objects: Sequence[Mapping[str, Any]]) -> dict[str, BFDProfile]:
     for i, obj in enumerate(objects, start=1):
         name = name_of(obj)
         try:
-            spec = check_spec(obj.get("spec"), SPEC_KEYS["BFDProfile"])
+            spec = spec_of(obj.get("spec"))
             if not name:
                 raise ConfigError("missing bfd profile name")
             values: dict[str, int | None] = {}
@@ -196,7 +115,7 @@ def _camel(field: str) -> str:
 def communities(objects: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     out: dict[str, str] = {}
     for obj in objects:
-        spec = check_spec(obj.get("spec"), SPEC_KEYS["Community"])
+        spec = spec_of(obj.get("spec"))
         for alias in spec.get("communities") or ():
             alias = alias or {}
             name, value = str(alias.get("name") or ""), str(alias.get("value") or "")
@@ -289,7 +208,7 @@ def _peer(
     secrets: Mapping[tuple[str, str], Mapping[str, Any]],
     metallb_namespace: str,
 ) -> Peer:
-    spec = check_spec(obj.get("spec"), SPEC_KEYS["BGPPeer"])
+    spec = spec_of(obj.get("spec"))
     my_asn, asn = spec.get("myASN", 0), spec.get("peerASN", 0)
     dynamic = spec.get("dynamicASN", "")
     address, interface = spec.get("peerAddress", ""), spec.get("interface", "")
@@ -408,7 +327,7 @@ def bgp_advertisement(
 ) -> BGPAdvertisement:
     """One ``BGPAdvertisement``'s own checks (not yet against its pools)."""
     name = name_of(obj)
-    spec = check_spec(obj.get("spec"), SPEC_KEYS["BGPAdvertisement"])
+    spec = spec_of(obj.get("spec"))
     check_duplicate_strings(list(spec.get("ipAddressPools") or ()), "ipAddressPools")
     community_texts = [str(c) for c in spec.get("communities") or ()]
     check_duplicate_strings(community_texts, "community")
@@ -514,8 +433,8 @@ def legacy_pool_advertisements(
     if not raws:
         return protocol, (BGPAdvertisement(name=pool, pools=(pool,)),)
     out = []
-    for i, raw in enumerate(raws):
-        raw = check_spec(raw, _LEGACY_AD_KEYS, f"spec.bgpAdvertisements[{i}]")
+    for raw in raws:
+        raw = spec_of(raw)
         texts = [str(c) for c in raw.get("communities") or ()]
         check_duplicate_strings(texts, "community")
         length = raw.get("aggregationLength", 32)

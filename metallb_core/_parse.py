@@ -28,17 +28,6 @@ from metallb_core._selectors import LabelSelector, selector_from
 
 # -- the CRDs ----------------------------------------------------------------------------------
 
-_POOL_SPEC_KEYS = {"addresses", "autoAssign", "avoidBuggyIPs", "serviceAllocation"}
-_ALLOCATION_KEYS = {"priority", "namespaces", "namespaceSelectors", "serviceSelectors"}
-_L2_SPEC_KEYS = {
-    "ipAddressPools",
-    "ipAddressPoolSelectors",
-    "nodeSelectors",
-    "interfaces",
-    "serviceSelectors",
-    "preferredNodeSelectors",
-}
-
 
 def _flatten(objects: Iterable[Any]) -> list[Mapping[str, Any]]:
     out: list[Mapping[str, Any]] = []
@@ -109,12 +98,6 @@ def _check_one_namespace(items: Sequence[Mapping[str, Any]]) -> str:
     return first or bgp.METALLB_NAMESPACE
 
 
-def _unknown_keys(spec: Mapping[str, Any], known: set[str], what: str) -> None:
-    for key in spec:
-        if key not in known:
-            raise ConfigError(f'{what}: unknown field "{key}"')
-
-
 def _selectors(values: Any, what: str, field: str) -> tuple[LabelSelector, ...]:
     """Selectors from a list of dicts; an exact duplicate is MetalLB's duplicate error."""
     out: list[LabelSelector] = []
@@ -138,7 +121,6 @@ def _wrapped_selectors(values: Any, kind: str, pool: str) -> tuple[LabelSelector
 def _service_allocation(
     raw: Mapping[str, Any], namespaces: Mapping[str, Mapping[str, str]], pool: str
 ) -> ServiceAllocation:
-    _unknown_keys(raw, _ALLOCATION_KEYS, "serviceAllocation")
     explicit = list(raw.get("namespaces") or ())
     if len(set(explicit)) != len(explicit):
         raise ConfigError("duplicate definition in namespaces field")
@@ -162,7 +144,6 @@ def _pool_from_crd(obj: Mapping[str, Any], namespaces: Mapping[str, Mapping[str,
     name = meta.get("name") or ""
     spec = obj.get("spec") or {}
     try:
-        _unknown_keys(spec, _POOL_SPEC_KEYS, "spec")
         pool = Pool(
             name=name,
             cidrs=list(spec.get("addresses") or ()),
@@ -212,7 +193,6 @@ def _l2_from_crd(
     meta = obj.get("metadata") or {}
     name = meta.get("name") or ""
     spec = obj.get("spec") or {}
-    _unknown_keys(spec, _L2_SPEC_KEYS, f"L2Advertisement {name}: spec")
     names = list(spec.get("ipAddressPools") or ())
     for i, pool_name in enumerate(names):
         if pool_name in names[:i]:
@@ -262,7 +242,7 @@ def _legacy_pool(
     """A legacy ``AddressPool`` (``metallb.io/v1beta1``, read by MetalLB up to v0.13)."""
     name = bgp.name_of(obj)
     try:
-        spec = bgp.check_spec(obj.get("spec"), bgp.SPEC_KEYS["AddressPool"])
+        spec = bgp.spec_of(obj.get("spec"))
         pool = Pool(
             name=name,
             cidrs=list(spec.get("addresses") or ()),
