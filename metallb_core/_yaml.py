@@ -108,7 +108,9 @@ def _reads_as_text(value: str) -> bool:
 def _loader_class() -> Any:
     import yaml
 
-    class GoLoader(yaml.SafeLoader):
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when there is one
+
+    class GoLoader(base):  # type: ignore[misc,valid-type]
         """SafeLoader with Go ``yaml.v2``'s implicit types, refusing duplicate keys."""
 
     GoLoader.yaml_implicit_resolvers = {}
