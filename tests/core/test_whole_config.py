@@ -438,3 +438,39 @@ def test_crd_bounds_are_checked_as_the_api_server_does(spec: dict[str, Any], mes
     with pytest.raises(core.ConfigError) as info:
         core.parse_resources([{"kind": "BGPPeer", "metadata": {"name": "p"}, "spec": spec}])
     assert str(info.value) == message
+
+
+def test_validate_a_mixed_layer2_and_bgp_cluster_config(tmp_path: Path) -> None:
+    good = """\
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: web, namespace: metallb-system}
+spec: {addresses: [192.168.10.0/24]}
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: l2, namespace: metallb-system}
+spec: {ipAddressPools: [web]}
+---
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: tor, namespace: metallb-system}
+spec: {myASN: 64500, peerASN: 64501, peerAddress: 10.0.0.1, holdTime: 90s}
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: bgp, namespace: metallb-system}
+spec: {ipAddressPools: [web], communities: [64512:1]}
+"""
+    path = tmp_path / "cluster.yaml"
+    path.write_text(good)
+    assert cli("validate", str(path))[:2] == (
+        0,
+        "valid: 1 pools (web), 1 L2 advertisement(s), 1 BGP advertisement(s), 1 BGP peer(s)\n",
+    )
+    path.write_text(good.replace("holdTime: 90s", "holdTime: 1s"))
+    assert cli("validate", str(path))[:2] == (
+        1,
+        'invalid: parsing peer tor invalid BGPPeer timers: invalid hold time "1s": '
+        "must be 0 or >=3s\n",
+    )
