@@ -104,7 +104,31 @@ SPECS: dict[str, Schema] = {
         "bgpAdvertisements": [_LEGACY_AD],
     },
 }
-"""The ``spec`` of each MetalLB kind, field by field, with its JSON type."""
+"""The ``spec`` of each MetalLB kind, field by field, with its JSON type (the latest version)."""
+
+_V1BETA1_SELECTOR: Schema = {
+    "matchLabels": "labels",
+    "matchExpressions": [{"key": "string", "operator": "string", "values": ["string"]}],
+}
+_ASN16 = ("integer", 0, 65535)
+VERSIONED_SPECS: dict[tuple[str, str], Schema] = {
+    ("BGPPeer", "metallb.io/v1beta1"): {
+        "myASN": _ASN16,
+        "peerASN": _ASN16,
+        "peerAddress": "string",
+        "sourceAddress": "string",
+        "peerPort": ("integer", 0, 16384),
+        "holdTime": "string",
+        "keepaliveTime": "string",
+        "routerID": "string",
+        "nodeSelectors": [_V1BETA1_SELECTOR],
+        "password": "string",
+        "bfdProfile": "string",
+        "ebgpMultiHop": "boolean",
+    },
+}
+"""Older versions whose schema differs: ``BGPPeer`` ``v1beta1`` (MetalLB converts it to
+``v1beta2``) has fewer fields and 16-bit ASNs."""
 
 _TOP: dict[str, Schema] = {
     "Secret": {"type": "string", "data": "labels", "stringData": "labels"},
@@ -194,6 +218,7 @@ def check_object(obj: Mapping[str, Any]) -> None:
         check(meta.get("labels"), "labels", "metadata.labels")
     kind = obj.get("kind")
     if kind in SPECS:
-        check(obj.get("spec"), SPECS[kind], "spec")
+        schema = VERSIONED_SPECS.get((str(kind), str(obj.get("apiVersion"))), SPECS[str(kind)])
+        check(obj.get("spec"), schema, "spec")
     for field, schema in (_TOP.get(str(kind)) or {}).items():
         check(obj.get(field), schema, field)

@@ -474,3 +474,16 @@ spec: {ipAddressPools: [web], communities: [64512:1]}
         'invalid: parsing peer tor invalid BGPPeer timers: invalid hold time "1s": '
         "must be 0 or >=3s\n",
     )
+
+
+def test_bgppeer_v1beta1_has_its_own_schema() -> None:
+    spec: dict[str, Any] = {"myASN": 64500, "peerASN": 64501, "peerAddress": "10.0.0.1"}
+    peer: dict[str, Any] = {"apiVersion": "metallb.io/v1beta1", "kind": "BGPPeer",
+                            "metadata": {"name": "p"}, "spec": spec}  # fmt: skip
+    assert len(core.parse_resources([peer]).peers) == 1
+    with pytest.raises(core.ConfigError, match='parsing peer p spec: unknown field "vrf"'):
+        core.parse_resources([{**peer, "spec": {**spec, "vrf": "red"}}])
+    with pytest.raises(core.ConfigError, match="less than or equal to 65535"):
+        core.parse_resources([{**peer, "spec": {**spec, "myASN": 4200000000}}])
+    v1beta2 = {**peer, "apiVersion": "metallb.io/v1beta2"}
+    assert core.parse_resources([{**v1beta2, "spec": {**spec, "vrf": "red"}}]).peers
