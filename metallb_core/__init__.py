@@ -11,6 +11,7 @@ the environment or randomness, or mutates an argument.
 """
 
 from metallb_core._allocator import allocate, orphans, pool_usage, release, reload
+from metallb_core._bgp import BFDProfile, BGPAdvertisement, Peer
 from metallb_core._config import Config, L2Advertisement, Pool, ServiceAllocation
 from metallb_core._converge import Convergence, Event, converge, converge_all
 from metallb_core._errors import ConfigError, InvalidService
@@ -57,6 +58,8 @@ __all__ = [
     "AnnouncePlan",
     "AnnounceReport",
     "Announcement",
+    "BFDProfile",
+    "BGPAdvertisement",
     "Config",
     "ConfigError",
     "Convergence",
@@ -72,6 +75,7 @@ __all__ = [
     "NodeInterface",
     "NotAllowedByConfig",
     "NotAnnounced",
+    "Peer",
     "Pool",
     "PoolNotCompatible",
     "PoolUsage",

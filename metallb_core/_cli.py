@@ -30,13 +30,9 @@ from metallb_core._config import Config
 from metallb_core._converge import Convergence, converge_all, is_ours
 from metallb_core._errors import ConfigError, InvalidService
 from metallb_core._explain import explain
-from metallb_core._parse import parse_configmap, parse_resources
 from metallb_core._service import request_from_service
 from metallb_core._state import State
 from metallb_core.vocabulary import ALLOCATED_FROM_POOL, ingress_ips, service_key
-
-_CONFIGMAP_KEYS = {"address-pools", "peers", "bgp-communities"}
-_RESOURCE_KINDS = {"IPAddressPool", "L2Advertisement", "Namespace"}
 
 
 class FileProblem(Exception):
@@ -56,17 +52,23 @@ def _parse_text(path: str, text: str) -> list[Any]:
             return [json.loads(text)]
         except json.JSONDecodeError as err:
             raise FileProblem(path, f"not valid JSON: {err}") from None
+    return _read_yaml(path, text)
+
+
+def _read_yaml(path: str, text: str) -> list[Any]:
+    """YAML read as MetalLB and kubectl read it (:mod:`metallb_core._yaml`)."""
     try:
-        import yaml
+        from metallb_core import _yaml
+    except ImportError:  # pragma: no cover - the module itself is always there
+        raise FileProblem(path, "cannot read YAML") from None
+    try:
+        return _yaml.load_all(text)
     except ImportError:
         raise FileProblem(
             path, "reading YAML needs PyYAML: pip install 'metallb-core[cli]' (or use JSON)"
         ) from None
-    try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise FileProblem(path, f"not valid YAML: {first}") from None
+    except _yaml.YAMLError as err:
+        raise FileProblem(path, f"not valid YAML: {err}") from None
 
 
 def load_documents(path: str) -> list[Any]:
@@ -87,27 +89,24 @@ def load_documents(path: str) -> list[Any]:
 
 
 def load_config(path: str) -> Config:
-    """A config from a v0.10 ConfigMap, its ``config`` document, or MetalLB CRD objects.
+    """A config from a ConfigMap (v0.10-v0.12), its ``config`` document, Helm values with
+    ``configInline``, or MetalLB's objects (:mod:`metallb_core._config_files`).
 
     Raises :class:`ConfigError` for an invalid config, :class:`FileProblem` for anything else.
     """
-    docs = load_documents(path)
-    if not all(isinstance(d, Mapping) for d in docs):
-        raise FileProblem(path, "expected Kubernetes objects or a MetalLB config document")
-    for doc in docs:
-        if doc.get("kind") == "ConfigMap":
-            raw = (doc.get("data") or {}).get("config")
-            if not isinstance(raw, str):
-                raise FileProblem(path, "the ConfigMap has no 'config' key in its data")
-            inner = _parse_text(path, raw)
-            return parse_configmap(inner[0] if inner else None)
-    if len(docs) == 1 and "kind" not in docs[0] and set(docs[0]) <= _CONFIGMAP_KEYS:
-        return parse_configmap(docs[0])
-    if not any(d.get("kind") in _RESOURCE_KINDS for d in docs):
-        raise FileProblem(
-            path, "no ConfigMap, MetalLB config document or IPAddressPool/L2Advertisement found"
-        )
-    return parse_resources(docs)
+    from metallb_core._config_files import config_from_documents
+
+    try:
+        docs = load_documents(path)
+    except FileProblem as problem:
+        if "not valid YAML" not in str(problem):
+            raise
+        what = str(problem).removeprefix(f"{path}: ")
+        raise ConfigError(f"could not parse config: {what}") from None
+    try:
+        return config_from_documents(docs, lambda text: _read_yaml(path, text))
+    except LookupError as err:
+        raise FileProblem(path, str(err)) from None
 
 
 def _as_created(service: Mapping[str, Any]) -> dict[str, Any]:
@@ -293,9 +292,9 @@ def validate(config_path: str, services_path: str | None, out: TextIO) -> int:
     except ConfigError as err:
         out.write(f"invalid: {err}\n")
         return 1
-    ads = len(config.l2_advertisements)
-    names = ", ".join(p.name for p in config.pools)
-    out.write(f"valid: {len(config.pools)} pools ({names}), {ads} L2 advertisement(s)\n")
+    from metallb_core._config_files import summary
+
+    out.write(f"valid: {summary(config)}\n")
     if services_path is None:
         return 0
     services = load_services(services_path)
@@ -336,6 +335,9 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a config, and what it would change")
     v.add_argument("config")
     v.add_argument("--services", default=None)
+    c = sub.add_parser("convert", help="a v0.10-v0.12 ConfigMap as metallb.io objects")
+    c.add_argument("config", help="the ConfigMap, or its config document")
+    c.add_argument("--services", default=None, help="prove no Service changes its address")
     return parser
 
 
@@ -364,6 +366,10 @@ def run(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
             config = _config_or_problem(args.config)
             services = load_services(args.services)
             return print_explain(config, services, args.service, args.lb_class, out)
+        if args.command == "convert":
+            from metallb_core._convert_cli import convert
+
+            return convert(args.config, args.services, load_documents, load_services, out, err)
         return validate(args.config, args.services, out)
     except FileProblem as problem:
         err.write(f"metallb-core: {problem}\n")

@@ -19,6 +19,7 @@ from metallb_core._addresses import (
     parse_entry,
     parse_exclude,
 )
+from metallb_core._bgp import BFDProfile, BGPAdvertisement, Peer
 from metallb_core._errors import ConfigError
 from metallb_core._model import FrozenMap, Model
 from metallb_core._selectors import MATCH_EVERYTHING, LabelSelector, selector_from
@@ -214,10 +215,13 @@ class _OverlapChecker:
 
 
 class Config(Model):
-    """A whole configuration: pools in order, and L2 advertisements.
+    """A whole configuration: pools in order, L2 advertisements, and the BGP side.
 
     Validates MetalLB's rules: pool names are unique and no CIDR overlaps another, within or
-    between pools (the first offending CIDR in config order is named).
+    between pools (the first offending CIDR in config order is named). ``peers``,
+    ``bfd_profiles``, ``bgp_advertisements`` and ``communities`` (alias -> value) are what
+    :func:`~metallb_core.parse_configmap` and :func:`~metallb_core.parse_resources` validated
+    of the BGP side; allocation and Layer-2 announcement never read them.
 
     >>> a, b = Pool(name="a", cidrs=["10.0.0.0/8"]), Pool(name="b", cidrs=["10.1.0.0/16"])
     >>> try:
@@ -232,6 +236,10 @@ class Config(Model):
 
     pools: tuple[Pool, ...] = ()
     l2_advertisements: tuple[L2Advertisement, ...] = ()
+    peers: tuple[Peer, ...] = ()
+    bfd_profiles: tuple[BFDProfile, ...] = ()
+    bgp_advertisements: tuple[BGPAdvertisement, ...] = ()
+    communities: FrozenMap = Field(default_factory=FrozenMap)
 
     @model_validator(mode="after")
     def _unique_and_disjoint(self) -> Config:

@@ -1,15 +1,19 @@
-"""Configuration from MetalLB's two formats: the v0.10 ConfigMap and the v1beta1 CRDs.
+"""Configuration from MetalLB's two formats: the v0.10-v0.12 ConfigMap and the CRDs.
 
 Both raise :class:`ConfigError` with MetalLB's wording and validation order: pools are checked
 one by one in document order, each pool's own errors (wrapped with which pool it is) before
-the duplicate-name and overlap checks against the pools before it.
+the duplicate-name and overlap checks against the pools before it. The ConfigMap format is in
+:mod:`metallb_core._configmap`, the BGP kinds in :mod:`metallb_core._bgp_resources`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from metallb_core import _bgp_resources as bgp
+from metallb_core._bgp import BGPAdvertisement
 from metallb_core._config import (
     Config,
     ConfigChecker,
@@ -17,186 +21,81 @@ from metallb_core._config import (
     Pool,
     ServiceAllocation,
 )
+from metallb_core._configmap import CONFIGMAP_L2_ADVERTISEMENT, parse_configmap
 from metallb_core._errors import ConfigError
+from metallb_core._schemas import SPECS, check_object
 from metallb_core._selectors import LabelSelector, selector_from
-
-CONFIGMAP_L2_ADVERTISEMENT = "configmap-layer2"
-"""The name of the advertisement that :func:`parse_configmap` makes for ``layer2`` pools."""
-
-# -- the v0.10 ConfigMap ----------------------------------------------------------------------
-
-# The document's shape: key -> expected type, or a nested shape (dict) / list of shapes.
-_SELECTOR_SHAPE: dict[str, Any] = {
-    "match-labels": "map",
-    "match-expressions": [{"key": str, "operator": str, "values": [str]}],
-}
-_PEER_SHAPE: dict[str, Any] = {
-    "my-asn": int,
-    "peer-asn": int,
-    "peer-address": str,
-    "source-address": str,
-    "peer-port": int,
-    "hold-time": str,
-    "router-id": str,
-    "password": str,
-    "node-selectors": [_SELECTOR_SHAPE],
-}
-_POOL_SHAPE: dict[str, Any] = {
-    "name": str,
-    "protocol": str,
-    "addresses": [str],
-    "avoid-buggy-ips": bool,
-    "auto-assign": bool,
-    "bgp-advertisements": [
-        {
-            "aggregation-length": int,
-            "aggregation-length-v6": int,
-            "localpref": int,
-            "communities": [str],
-        }
-    ],
-}
-_DOCUMENT_SHAPE: dict[str, Any] = {
-    "peers": [_PEER_SHAPE],
-    "bgp-communities": "map",
-    "address-pools": [_POOL_SHAPE],
-}
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean"}
-
-
-def _check_shape(value: Any, shape: Any, where: str) -> None:
-    """Strict decoding like v0.10's: unknown keys and wrong types are parse errors."""
-    if value is None:
-        return
-    if isinstance(shape, dict):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"could not parse config: {where or 'document'}: expected a mapping")
-        for key, item in value.items():
-            if key not in shape:
-                raise ConfigError(f'could not parse config: unknown field "{where}{key}"')
-            _check_shape(item, shape[key], f"{where}{key}.")
-    elif isinstance(shape, list):
-        if not isinstance(value, list):
-            raise ConfigError(f"could not parse config: {where.rstrip('.')}: expected a list")
-        for i, item in enumerate(value):
-            _check_shape(item, shape[0], f"{where.rstrip('.')}[{i}].")
-    elif shape == "map":
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"could not parse config: {where.rstrip('.')}: expected a mapping")
-    else:
-        ok = isinstance(value, shape) and (shape is bool or not isinstance(value, bool))
-        if not ok:
-            raise ConfigError(
-                f"could not parse config: {where.rstrip('.')}: expected {_TYPE_NAMES[shape]}, "
-                f"got {value!r}"
-            )
-
-
-def _check_bgp_advertisements(pool: Pool, ads: Sequence[Mapping[str, Any]]) -> None:
-    v4_lengths = [n.prefixlen for n in pool.cidrs if n.version == 4]
-    for ad in ads:
-        length = ad.get("aggregation-length", 32)
-        if length > 32:
-            raise ConfigError(f"parsing BGP communities: invalid aggregation length {length}")
-        if v4_lengths and length < max(v4_lengths):
-            net = next(n for n in pool.cidrs if n.version == 4 and n.prefixlen > length)
-            raise ConfigError(
-                f"parsing BGP communities: invalid aggregation length {length}: "
-                f'prefix "{net}" in this pool is more specific than the aggregation length'
-            )
-
-
-def parse_configmap(document: Mapping[str, Any] | None) -> Config:
-    """A :class:`Config` from MetalLB v0.10's ConfigMap (the parsed YAML of its ``config`` key).
-
-    Strict like v0.10: an unknown key or a wrong type is ``could not parse config: ...``.
-    ``layer2`` pools are announced by one advertisement named ``configmap-layer2``; ``bgp``
-    pools allocate but are not announced (this library speaks Layer 2 only).
-
-    >>> pool = {"name": "default", "protocol": "layer2", "addresses": ["192.168.1.240/28"]}
-    >>> cfg = parse_configmap({"address-pools": [pool]})
-    >>> [p.name for p in cfg.pools], cfg.l2_advertisements[0].pools
-    (['default'], ('default',))
-    """
-    if document is None:
-        return Config()
-    _check_shape(document, _DOCUMENT_SHAPE, "")
-    for i, peer in enumerate(document.get("peers") or (), start=1):
-        _check_peer(i, peer)
-    checker = ConfigChecker()
-    pools: list[Pool] = []
-    layer2: list[str] = []
-    for i, raw in enumerate(document.get("address-pools") or (), start=1):
-        try:
-            pool = Pool(
-                name=raw.get("name") or "",
-                cidrs=list(raw.get("addresses") or ()),
-                auto_assign=raw.get("auto-assign", True),
-                avoid_buggy_ips=raw.get("avoid-buggy-ips", False),
-            )
-            protocol = raw.get("protocol")
-            ads = raw.get("bgp-advertisements")
-            if protocol == "layer2":
-                if ads:
-                    raise ConfigError(
-                        "cannot have bgp-advertisements configuration element "
-                        "in a layer2 address pool"
-                    )
-                layer2.append(pool.name)
-            elif protocol == "bgp":
-                _check_bgp_advertisements(pool, ads or ())
-            elif not protocol:
-                raise ConfigError("address pool is missing the protocol field")
-            else:
-                raise ConfigError(f'unknown protocol "{protocol}"')
-        except ConfigError as err:
-            raise ConfigError(f"parsing address pool #{i}: {err}") from None
-        checker.add(pool)
-        pools.append(pool)
-    ads_out = (L2Advertisement(name=CONFIGMAP_L2_ADVERTISEMENT, pools=layer2),) if layer2 else ()
-    return Config(pools=pools, l2_advertisements=ads_out)
-
-
-def _check_peer(i: int, peer: Mapping[str, Any]) -> None:
-    problem = None
-    if not peer.get("my-asn"):
-        problem = "missing local ASN"
-    elif not peer.get("peer-asn"):
-        problem = "missing peer ASN"
-    elif not peer.get("peer-address"):
-        problem = "missing peer address"
-    if problem:
-        raise ConfigError(f"parsing peer #{i}: {problem}")
-
 
 # -- the CRDs ----------------------------------------------------------------------------------
 
-_POOL_SPEC_KEYS = {"addresses", "autoAssign", "avoidBuggyIPs", "serviceAllocation"}
-_ALLOCATION_KEYS = {"priority", "namespaces", "namespaceSelectors", "serviceSelectors"}
-_L2_SPEC_KEYS = {
-    "ipAddressPools",
-    "ipAddressPoolSelectors",
-    "nodeSelectors",
-    "interfaces",
-    "serviceSelectors",
-    "preferredNodeSelectors",
-}
 
-
-def _flatten(objects: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _flatten(objects: Iterable[Any]) -> list[Mapping[str, Any]]:
     out: list[Mapping[str, Any]] = []
     for obj in objects:
-        if obj.get("kind") == "List" or (obj.get("kind", "").endswith("List") and "items" in obj):
-            out.extend(_flatten(obj.get("items") or ()))
-        else:
+        if not isinstance(obj, Mapping):
+            continue
+        kind = obj.get("kind")
+        items = obj.get("items")
+        if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
+            out.extend(_flatten(items))
+        elif kind != "List":
             out.append(obj)
     return out
 
 
-def _unknown_keys(spec: Mapping[str, Any], known: set[str], what: str) -> None:
-    for key in spec:
-        if key not in known:
-            raise ConfigError(f'{what}: unknown field "{key}"')
+_PREFIXES = {
+    "IPAddressPool": "parsing address pool {name}: ",
+    "AddressPool": "parsing address pool {name}: ",
+    "L2Advertisement": "L2Advertisement {name}: ",
+    "BGPPeer": "parsing peer {name} ",
+}
+
+
+def _check_shapes(items: Sequence[Mapping[str, Any]]) -> None:
+    """Every object's shape (:mod:`metallb_core._schemas`) before any meaning is read."""
+    for obj in items:
+        kind = obj.get("kind")
+        if kind not in _KINDS_READ:
+            continue
+        try:
+            check_object(obj)
+        except ConfigError as err:
+            meta = obj.get("metadata")
+            name = meta.get("name") if isinstance(meta, Mapping) else None
+            name = name if isinstance(name, str) else ""
+            prefix = _PREFIXES.get(str(kind), "{kind} {name}: ")
+            raise ConfigError(
+                prefix.format(kind=kind, name=name) + str(err), kind=str(kind), name=name
+            ) from None
+
+
+_KINDS_READ = {*SPECS, "Secret", "Node", "Namespace"}
+
+
+def _check_one_namespace(items: Sequence[Mapping[str, Any]]) -> str:
+    """MetalLB reads its objects from one namespace, and its webhooks refuse the others.
+
+    Objects that name no namespace are taken to be in it (``kubectl apply -n``); the first
+    namespace named is MetalLB's, and an object of a MetalLB kind in another one is refused
+    with the webhooks' message.
+    """
+    first = ""
+    for obj in items:
+        if obj.get("kind") not in SPECS:
+            continue
+        namespace = bgp.namespace_of(obj)
+        if not namespace:
+            continue
+        if not first:
+            first = namespace
+        elif namespace != first:
+            name = bgp.name_of(obj)
+            raise ConfigError(
+                f"{obj.get('kind')} {name}: resource must be created in {first} namespace",
+                kind=str(obj.get("kind")),
+                name=name,
+            )
+    return first or bgp.METALLB_NAMESPACE
 
 
 def _selectors(values: Any, what: str, field: str) -> tuple[LabelSelector, ...]:
@@ -222,7 +121,6 @@ def _wrapped_selectors(values: Any, kind: str, pool: str) -> tuple[LabelSelector
 def _service_allocation(
     raw: Mapping[str, Any], namespaces: Mapping[str, Mapping[str, str]], pool: str
 ) -> ServiceAllocation:
-    _unknown_keys(raw, _ALLOCATION_KEYS, "serviceAllocation")
     explicit = list(raw.get("namespaces") or ())
     if len(set(explicit)) != len(explicit):
         raise ConfigError("duplicate definition in namespaces field")
@@ -246,7 +144,6 @@ def _pool_from_crd(obj: Mapping[str, Any], namespaces: Mapping[str, Mapping[str,
     name = meta.get("name") or ""
     spec = obj.get("spec") or {}
     try:
-        _unknown_keys(spec, _POOL_SPEC_KEYS, "spec")
         pool = Pool(
             name=name,
             cidrs=list(spec.get("addresses") or ()),
@@ -271,11 +168,31 @@ def _pool_from_crd(obj: Mapping[str, Any], namespaces: Mapping[str, Mapping[str,
         ) from None
 
 
-def _l2_from_crd(obj: Mapping[str, Any], pools: Sequence[Pool]) -> L2Advertisement | None:
+def _select_pools(
+    pools: Sequence[Pool],
+    order: Mapping[str, int],
+    names: Sequence[str],
+    selectors: Sequence[LabelSelector],
+) -> tuple[str, ...]:
+    """The pools an advertisement names or selects, in config order (unknown names ignored).
+
+    Names alone cost O(names log names), not O(pools): thousands of advertisements that
+    each name their pool stay linear in total.
+    """
+    if not selectors:
+        return tuple(sorted({n for n in names if n in order}, key=order.__getitem__))
+    wanted = set(names)
+    return tuple(
+        p.name for p in pools if p.name in wanted or any(s.matches(p.labels) for s in selectors)
+    )
+
+
+def _l2_from_crd(
+    obj: Mapping[str, Any], pools: Sequence[Pool], order: Mapping[str, int]
+) -> L2Advertisement | None:
     meta = obj.get("metadata") or {}
     name = meta.get("name") or ""
     spec = obj.get("spec") or {}
-    _unknown_keys(spec, _L2_SPEC_KEYS, f"L2Advertisement {name}: spec")
     names = list(spec.get("ipAddressPools") or ())
     for i, pool_name in enumerate(names):
         if pool_name in names[:i]:
@@ -287,11 +204,7 @@ def _l2_from_crd(obj: Mapping[str, Any], pools: Sequence[Pool]) -> L2Advertiseme
     service_selectors = _selectors(spec.get("serviceSelectors"), "service", "serviceSelectors")
     selected: tuple[str, ...] = ()
     if names or pool_selectors:
-        selected = tuple(
-            p.name
-            for p in pools
-            if p.name in names or any(s.matches(p.labels) for s in pool_selectors)
-        )
+        selected = _select_pools(pools, order, names, pool_selectors)
         if not selected:
             return None  # selectors or names that match no pool apply to no pool
     return L2Advertisement(
@@ -303,12 +216,60 @@ def _l2_from_crd(obj: Mapping[str, Any], pools: Sequence[Pool]) -> L2Advertiseme
     )
 
 
-def parse_resources(objects: Iterable[Mapping[str, Any]]) -> Config:
-    """A :class:`Config` from ``IPAddressPool``, ``L2Advertisement`` and ``Namespace`` objects.
+def _first_duplicate(objects: Sequence[Mapping[str, Any]]) -> tuple[int, int] | None:
+    """The first pair ``i < j`` of equal objects, in MetalLB's loop order, in O(n)."""
+    seen: dict[str, int] = {}
+    best: tuple[int, int] | None = None
+    for j, obj in enumerate(objects):
+        canonical = json.dumps(obj, sort_keys=True, default=repr)
+        i = seen.setdefault(canonical, j)
+        if i != j and (best is None or i < best[0]):
+            best = (i, j)
+    return best
 
-    Other kinds are ignored and ``List`` objects are unpacked. ``namespaceSelectors`` are
-    resolved against the ``Namespace`` objects given; an advertisement whose pool names or
-    selectors match no pool is dropped (it applies to no pool).
+
+def _by_kind(items: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
+    return [o for o in items if o.get("kind") == kind]
+
+
+def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("labels") or {})
+
+
+def _legacy_pool(
+    obj: Mapping[str, Any], aliases: Mapping[str, str]
+) -> tuple[Pool, str, tuple[BGPAdvertisement, ...]]:
+    """A legacy ``AddressPool`` (``metallb.io/v1beta1``, read by MetalLB up to v0.13)."""
+    name = bgp.name_of(obj)
+    try:
+        spec = bgp.spec_of(obj.get("spec"))
+        pool = Pool(
+            name=name,
+            cidrs=list(spec.get("addresses") or ()),
+            auto_assign=spec.get("autoAssign", True),
+            avoid_buggy_ips=spec.get("avoidBuggyIPs", False),
+            labels=_labels(obj),
+        )
+        protocol, ads = bgp.legacy_pool_advertisements(name, spec, aliases)
+    except ConfigError as err:
+        raise ConfigError(
+            f"parsing address pool {name}: {err}", kind="AddressPool", name=name
+        ) from None
+    return pool, protocol, ads
+
+
+def parse_resources(objects: Iterable[Mapping[str, Any]]) -> Config:
+    """A :class:`Config` from MetalLB's objects, validated as MetalLB's parser does.
+
+    Reads ``IPAddressPool``, ``L2Advertisement``, ``BGPAdvertisement``, ``BGPPeer``
+    (``v1beta1``/``v1beta2``), ``BFDProfile``, ``Community``, the legacy ``AddressPool``
+    (read by MetalLB up to v0.13), and the ``Namespace`` (for ``namespaceSelectors``),
+    ``Node`` (for advertisements' ``nodeSelectors``) and ``Secret`` (for a peer's
+    ``passwordSecret``) objects given; other kinds are ignored and ``List`` objects are
+    unpacked. The checks run in MetalLB's order: BFD profiles, peers, communities, pools,
+    L2 advertisements, BGP advertisements, then BFD echo mode against IPv6 pools. An L2
+    advertisement whose pool names or selectors match no pool is dropped (it applies to no
+    pool).
 
     >>> cfg = parse_resources([
     ...     {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
@@ -319,29 +280,99 @@ def parse_resources(objects: Iterable[Mapping[str, Any]]) -> Config:
     (['default'], [('default',)])
     """
     items = _flatten(objects)
-    namespaces = {
-        (o.get("metadata") or {}).get("name", ""): dict(
-            (o.get("metadata") or {}).get("labels") or {}
-        )
+    _check_shapes(items)
+    metallb_namespace = _check_one_namespace(items)
+    namespaces = {bgp.name_of(o): _labels(o) for o in items if o.get("kind") == "Namespace"}
+    nodes = {bgp.name_of(o): _labels(o) for o in items if o.get("kind") == "Node"}
+    secrets = {
+        (bgp.namespace_of(o) or metallb_namespace, bgp.name_of(o)): o
         for o in items
-        if o.get("kind") == "Namespace"
+        if o.get("kind") == "Secret"
     }
+
+    profiles = bgp.bfd_profiles(_by_kind(items, "BFDProfile"))
+    peers = bgp.peers(_by_kind(items, "BGPPeer"), profiles, secrets, metallb_namespace)
+    aliases = bgp.communities(_by_kind(items, "Community"))
+
     checker = ConfigChecker()
     pools: list[Pool] = []
-    for obj in items:
-        if obj.get("kind") == "IPAddressPool":
-            pool = _pool_from_crd(obj, namespaces)
-            try:
-                checker.add(pool)
-            except ConfigError as err:
-                raise ConfigError(str(err), kind="IPAddressPool", name=pool.name) from None
-            pools.append(pool)
-    ads = []
-    for obj in items:
-        if obj.get("kind") == "L2Advertisement":
-            try:
-                ads.append(_l2_from_crd(obj, pools))
-            except ConfigError as err:
-                name = (obj.get("metadata") or {}).get("name")
-                raise ConfigError(str(err), kind="L2Advertisement", name=name) from None
-    return Config(pools=pools, l2_advertisements=[a for a in ads if a is not None])
+    addresses: dict[str, list[str]] = {}
+    for obj in _by_kind(items, "IPAddressPool"):
+        pool = _pool_from_crd(obj, namespaces)
+        try:
+            checker.add(pool)
+        except ConfigError as err:
+            raise ConfigError(str(err), kind="IPAddressPool", name=pool.name) from None
+        pools.append(pool)
+        addresses[pool.name] = [str(a) for a in ((obj.get("spec") or {}).get("addresses") or ())]
+    ads_by_pool: dict[str, list[BGPAdvertisement]] = {}
+    legacy_l2: list[str] = []
+    for obj in _by_kind(items, "AddressPool"):
+        pool, protocol, legacy_ads = _legacy_pool(obj, aliases)
+        try:
+            checker.add(pool)
+        except ConfigError as err:
+            raise ConfigError(str(err), kind="AddressPool", name=pool.name) from None
+        pools.append(pool)
+        addresses[pool.name] = [str(a) for a in ((obj.get("spec") or {}).get("addresses") or ())]
+        ads_by_pool[pool.name] = list(legacy_ads)
+        if protocol == "layer2":
+            legacy_l2.append(pool.name)
+
+    order = {p.name: i for i, p in enumerate(pools)}
+    l2_ads = [L2Advertisement(name=name, pools=(name,)) for name in legacy_l2]
+    for obj in _by_kind(items, "L2Advertisement"):
+        try:
+            l2 = _l2_from_crd(obj, pools, order)
+        except ConfigError as err:
+            raise ConfigError(str(err), kind="L2Advertisement", name=bgp.name_of(obj)) from None
+        if l2 is not None:
+            l2_ads.append(l2)
+
+    bgp_objects = _by_kind(items, "BGPAdvertisement")
+    duplicate = _first_duplicate(bgp_objects)
+    if duplicate is not None:
+        i, j = duplicate
+        raise ConfigError(
+            "duplicate definition of bgpadvertisements. "
+            f"advertisement {i + 1} and {j + 1} are equal",
+            kind="BGPAdvertisement",
+            name=bgp.name_of(bgp_objects[i]),
+        )
+    bgp_ads: list[BGPAdvertisement] = [a for ads in ads_by_pool.values() for a in ads]
+    for obj in bgp_objects:
+        name = bgp.name_of(obj)
+        try:
+            ad = bgp.bgp_advertisement(obj, aliases, nodes)
+            spec = obj.get("spec") or {}
+            names = list(spec.get("ipAddressPools") or ())
+            selectors = [
+                selector_from(s, "ip pool label selector")
+                for s in spec.get("ipAddressPoolSelectors") or ()
+            ]
+            if names or selectors:
+                targets = list(_select_pools(pools, order, names, selectors))
+            else:
+                targets = [p.name for p in pools]
+            for target in targets:
+                previous = ads_by_pool.setdefault(target, [])
+                bgp.check_advertisement_for_pool(ad, addresses[target], previous)
+                previous.append(ad)
+        except ConfigError as err:
+            raise ConfigError(str(err), kind="BGPAdvertisement", name=name) from None
+        bgp_ads.append(
+            ad.model_copy(update={"pools": tuple(targets) if names or selectors else ()})
+        )
+
+    bgp.check_bfd_echo(addresses, ads_by_pool, peers, profiles)
+    return Config(
+        pools=pools,
+        l2_advertisements=l2_ads,
+        peers=peers,
+        bfd_profiles=tuple(profiles.values()),
+        bgp_advertisements=bgp_ads,
+        communities=aliases,
+    )
+
+
+__all__ = ["CONFIGMAP_L2_ADVERTISEMENT", "parse_configmap", "parse_resources"]

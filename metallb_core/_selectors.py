@@ -78,11 +78,12 @@ class LabelSelector(Model):
 
     @model_validator(mode="after")
     def _no_duplicate_expressions(self) -> LabelSelector:
-        seen: set[LabelSelectorRequirement] = set()
+        seen: set[tuple[str, str, tuple[str, ...]]] = set()
         for expr in self.match_expressions:
-            if expr in seen:
+            key = (expr.key, expr.operator, tuple(sorted(expr.values)))  # MetalLB sorts values
+            if key in seen:
                 raise ConfigError(f"duplicate definition of match expressions {expr}")
-            seen.add(expr)
+            seen.add(key)
         return self
 
     def matches(self, labels: Mapping[str, str]) -> bool:

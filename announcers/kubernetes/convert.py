@@ -12,9 +12,8 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-import yaml
-
 import metallb_core as core
+from metallb_core import _yaml as goyaml
 
 Source = Literal["crds", "configmap", "none"]
 
@@ -77,8 +76,8 @@ def read_configmap(configmap: Mapping[str, Any]) -> core.Config:
     """The :class:`~metallb_core.Config` of a v0.10 ConfigMap (``ConfigError`` if invalid)."""
     text = (configmap.get("data") or {}).get(CONFIGMAP_KEY) or ""
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+        document = goyaml.load(text)  # as MetalLB reads it: "64512:1" is not base 60
+    except goyaml.YAMLError as error:
         detail = " ".join(str(error).split())
         raise core.ConfigError(f"could not parse config: {detail}") from None
     if document is not None and not isinstance(document, Mapping):
