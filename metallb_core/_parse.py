@@ -111,7 +111,9 @@ def parse_configmap(document: Mapping[str, Any] | None) -> Config:
 
     Strict like v0.10: an unknown key or a wrong type is ``could not parse config: ...``.
     ``layer2`` pools are announced by one advertisement named ``configmap-layer2``; ``bgp``
-    pools allocate but are not announced (this library speaks Layer 2 only).
+    pools allocate but are not announced (this library speaks Layer 2 only). The result's
+    ``source`` is ``"configmap"``: v0.10 documents the ``metallb.universe.tf/`` annotations,
+    so :func:`converge` gives no ``deprecatedAnnotation`` warning under it.
 
     >>> pool = {"name": "default", "protocol": "layer2", "addresses": ["192.168.1.240/28"]}
     >>> cfg = parse_configmap({"address-pools": [pool]})
@@ -119,7 +121,7 @@ def parse_configmap(document: Mapping[str, Any] | None) -> Config:
     (['default'], ('default',))
     """
     if document is None:
-        return Config()
+        return Config(source="configmap")
     _check_shape(document, _DOCUMENT_SHAPE, "")
     for i, peer in enumerate(document.get("peers") or (), start=1):
         _check_peer(i, peer)
@@ -154,7 +156,7 @@ def parse_configmap(document: Mapping[str, Any] | None) -> Config:
         checker.add(pool)
         pools.append(pool)
     ads_out = (L2Advertisement(name=CONFIGMAP_L2_ADVERTISEMENT, pools=layer2),) if layer2 else ()
-    return Config(pools=pools, l2_advertisements=ads_out)
+    return Config(pools=pools, l2_advertisements=ads_out, source="configmap")
 
 
 def _check_peer(i: int, peer: Mapping[str, Any]) -> None:

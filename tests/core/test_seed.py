@@ -69,9 +69,20 @@ def test_stable_pool_annotation_selects_the_pool_without_a_deprecation_warning()
     assert reasons(conv) == [("Normal", "IPAllocated")]
 
 
-def test_deprecated_pool_annotation_gets_a_deprecation_warning_when_written() -> None:
-    _, conv = core.converge(core.State.empty(seed_config()), service("m", annotations=EXPENSIVE))
-    assert ("Warning", "deprecatedAnnotation") in reasons(conv)
+def test_v010_pool_annotation_gets_no_deprecation_warning_under_the_v010_configmap() -> None:
+    config = seed_config()
+    assert config.source == "configmap"
+    _, conv = core.converge(core.State.empty(config), service("m", annotations=EXPENSIVE))
+    assert conv.pool == "expensive"
+    assert reasons(conv) == [("Normal", "IPAllocated")]
+
+
+def test_v010_pool_annotation_gets_a_deprecation_warning_under_the_same_pools_as_crds() -> None:
+    seed = seed_config()
+    config = core.Config(pools=seed.pools, l2_advertisements=seed.l2_advertisements)
+    assert config.source == "crds"
+    _, conv = core.converge(core.State.empty(config), service("m", annotations=EXPENSIVE))
+    assert reasons(conv) == [("Normal", "IPAllocated"), ("Warning", "deprecatedAnnotation")]
     assert conv.events[-1].message == (
         "Service uses deprecated annotation metallb.universe.tf/address-pool"
     )
