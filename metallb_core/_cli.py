@@ -3,12 +3,14 @@
 This module and ``__main__`` are the only parts of :mod:`metallb_core` that do I/O; the
 package's ``__init__`` never imports them. Every decision comes from the pure core.
 
-- ``plan CONFIG SERVICES [SERVICES ...]``: what ``kubectl get svc`` would show after the
-  controller ran, and the events. Several SERVICES files are successive snapshots of the
-  cluster: each step starts from the previous step's state and statuses, and a Service missing
-  from a step has been deleted.
-- ``explain CONFIG SERVICES NAMESPACE/NAME``: every pool considered for one Service, in order,
-  and why each was taken or skipped.
+- ``plan FILE [FILE ...]``: what ``kubectl get svc`` would show after the controller ran, and
+  the events as ``kubectl describe`` shows them. A file holds a configuration (the v0.10
+  ConfigMap or the CRDs), Services, or both: files with Services are successive snapshots of
+  the cluster (each step starts from the previous step's state and statuses, and a Service
+  missing from a step has been deleted), and a configuration is in force from the file that
+  holds it on, as MetalLB reloads an edited ConfigMap.
+- ``explain FILE [FILE ...] NAMESPACE/NAME``: every pool considered for one Service of the
+  last step, in order, and why each was taken or skipped.
 - ``validate CONFIG [--services SERVICES]``: the config's errors in MetalLB's words, and which
   Services would lose or change their IP under it.
 
@@ -23,9 +25,11 @@ import copy
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from metallb_core._allocator import reload
 from metallb_core._config import Config
 from metallb_core._converge import Convergence, converge_all, is_ours
 from metallb_core._errors import ConfigError, InvalidService
@@ -143,6 +147,61 @@ def load_services(path: str) -> list[dict[str, Any]]:
 # -- plan ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """One file given to ``plan`` or ``explain``: a configuration, Services, or both.
+
+    ``services`` is ``None`` for a file that holds only a configuration (a ConfigMap edit with
+    no change to the Services); ``raw`` keeps the Services as written, for display.
+    """
+
+    path: str
+    config: Config | None
+    services: list[dict[str, Any]] | None
+    raw: dict[str, Mapping[str, Any]]
+    title: tuple[str, ...]
+
+
+def _is_config(doc: Any) -> bool:
+    if not isinstance(doc, Mapping):
+        return False
+    if doc.get("kind") == "ConfigMap":
+        return "config" in (doc.get("data") or {})
+    return doc.get("kind") in _RESOURCE_KINDS - {"Namespace"}
+
+
+def _title(path: str) -> tuple[str, ...]:
+    """The comment lines a file starts with: what the step is about."""
+    lines = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line)
+    return tuple(lines)
+
+
+def load_snapshot(path: str) -> Snapshot:
+    """A file of ``plan``'s arguments: its configuration (a v0.10 ConfigMap, the ``config``
+    document alone, or MetalLB CRD objects), if any, and its Services, if any."""
+    docs = load_documents(path)
+    bare = len(docs) == 1 and isinstance(docs[0], Mapping) and "kind" not in docs[0]
+    config = _config_or_problem(path) if bare or any(_is_config(d) for d in docs) else None
+    found = [d for d in docs if isinstance(d, Mapping) and d.get("kind") == "Service"]
+    if config is None and not found and docs:
+        raise FileProblem(path, "no Service, ConfigMap or MetalLB configuration object found")
+    for svc in found:
+        if not (svc.get("metadata") or {}).get("name"):
+            raise FileProblem(path, "a Service has no metadata.name")
+    services = None if config is not None and not found else [_as_created(s) for s in found]
+    return Snapshot(
+        path=path,
+        config=config,
+        services=services,
+        raw={service_key(s): s for s in found},
+        title=_title(path),
+    )
+
+
 def _with_status(service: dict[str, Any], conv: Convergence | None) -> dict[str, Any]:
     """The Service as the controller left it after ``conv`` (status and pool annotation)."""
     if conv is None or conv.ingress is None:
@@ -157,8 +216,22 @@ def _with_status(service: dict[str, Any], conv: Convergence | None) -> dict[str,
     return svc
 
 
-def _row(service: Mapping[str, Any], conv: Convergence | None) -> dict[str, Any]:
+def _ports(spec: Mapping[str, Any]) -> str:
+    """``PORT(S)`` as kubectl shows it: ``80:31466/TCP`` (``port:nodePort/protocol``)."""
+    out = []
+    for port in spec.get("ports") or ():
+        if not isinstance(port, Mapping):
+            continue
+        node = f":{port['nodePort']}" if port.get("nodePort") else ""
+        out.append(f"{port.get('port')}{node}/{port.get('protocol') or 'TCP'}")
+    return ",".join(out) or "<none>"
+
+
+def _row(
+    service: Mapping[str, Any], raw: Mapping[str, Any], conv: Convergence | None
+) -> dict[str, Any]:
     meta, spec = service.get("metadata") or {}, service.get("spec") or {}
+    raw_spec = raw.get("spec") or {}
     if conv is not None and conv.ingress is not None:
         ips: list[str] = list(conv.ingress)
         pool = conv.pool
@@ -169,20 +242,54 @@ def _row(service: Mapping[str, Any], conv: Convergence | None) -> dict[str, Any]
         "namespace": meta.get("namespace") or "default",
         "name": meta.get("name"),
         "type": spec.get("type"),
+        "clusterIP": raw_spec.get("clusterIP") or None,
+        "ports": _ports(raw_spec),
         "externalIPs": ips,
         "pool": pool,
         "events": [e.model_dump() for e in conv.events] if conv else [],
     }
 
 
-def plan(
-    config: Config, steps: Sequence[tuple[str, list[dict[str, Any]]]], lb_class: str | None
-) -> list[dict[str, Any]]:
-    """Converge each step's Services, carrying state and statuses from step to step."""
-    state = State.empty(config)
+@dataclass
+class Replay:
+    """What ``plan`` found: one result per step, and the state and Services of the last one."""
+
+    steps: list[dict[str, Any]]
+    state: State
+    services: list[dict[str, Any]]
+    results: Mapping[str, Convergence]
+
+
+def replay(snapshots: Sequence[Snapshot], lb_class: str | None) -> Replay:
+    """Converge each step's Services, carrying state and statuses from step to step.
+
+    A file that holds a configuration puts it in force from then on, as MetalLB reloads an
+    edited ConfigMap without a restart (:func:`~metallb_core.reload`). Files before the first
+    one with Services only set the configuration; a later configuration-only file is a step
+    of its own, with the Services of the step before.
+    """
+    state: State | None = None
+    config_from = ""
+    changed = False
     previous: dict[str, dict[str, Any]] = {}
-    out = []
-    for name, services in steps:
+    services: list[dict[str, Any]] = []
+    raw: dict[str, Mapping[str, Any]] = {}
+    results: Mapping[str, Convergence] = {}
+    steps: list[dict[str, Any]] = []
+    for snap in snapshots:
+        if snap.config is not None:
+            state = State.empty(snap.config) if state is None else reload(state, snap.config)[0]
+            config_from, changed = snap.path, True
+        if snap.services is None and not steps:
+            continue
+        if state is None:
+            raise FileProblem(
+                snap.path,
+                "no configuration before these Services: give a CONFIG file first,"
+                " or put the ConfigMap in this file",
+            )
+        if snap.services is not None:
+            services, raw = snap.services, dict(snap.raw)
         present = {service_key(s) for s in services}
         for key in previous:
             if key not in present:
@@ -202,18 +309,42 @@ def plan(
         rows = []
         previous = {}
         for svc in sorted(carried, key=service_key):
-            conv = results.get(service_key(svc))
-            previous[service_key(svc)] = _with_status(svc, conv)
-            rows.append(_row(svc, conv))
-        out.append({"file": name, "services": rows})
-    return out
+            key = service_key(svc)
+            conv = results.get(key)
+            previous[key] = _with_status(svc, conv)
+            rows.append(_row(svc, raw.get(key, {}), conv))
+        steps.append(
+            {
+                "file": snap.path,
+                "title": list(snap.title),
+                "config": config_from,
+                "configChanged": changed,
+                "pools": [p.name for p in state.config.pools],
+                "services": rows,
+            }
+        )
+        changed = False
+    if state is None:
+        raise FileProblem(snapshots[-1].path, "no Services to plan: give a SERVICES file")
+    return Replay(steps, state, [previous[service_key(s)] for s in services], results)
 
 
-def _table(rows: list[list[str]], stream: TextIO) -> None:
+def plan(
+    snapshots: Sequence[Snapshot], lb_class: str | None, namespace: str | None = None
+) -> list[dict[str, Any]]:
+    """The result of every step (only the Services of ``namespace``, when given)."""
+    steps = replay(snapshots, lb_class).steps
+    if namespace is not None:
+        for step in steps:
+            step["services"] = [r for r in step["services"] if r["namespace"] == namespace]
+    return steps
+
+
+def _table(rows: list[list[str]], stream: TextIO, gap: str = "   ", indent: str = "") -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        stream.write("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        stream.write("\n")
+        line = gap.join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        stream.write(f"{indent}{line}\n")
 
 
 def _external(row: Mapping[str, Any]) -> str:
@@ -222,25 +353,49 @@ def _external(row: Mapping[str, Any]) -> str:
     return "<pending>" if row["type"] == "LoadBalancer" else "<none>"
 
 
-def print_plan(result: list[dict[str, Any]], stream: TextIO) -> None:
-    """The plan as ``kubectl get svc`` would show it, then the events, per step."""
+#: The event source ``kubectl describe`` shows in its ``From`` column for MetalLB's controller.
+EVENT_SOURCE = "metallb-controller"
+
+
+def print_plan(result: list[dict[str, Any]], stream: TextIO, namespace: str | None = None) -> None:
+    """Per step, what ``kubectl get svc -A`` (``-n NAMESPACE``) would show, then each
+    Service's new events as ``kubectl describe svc`` shows them."""
     for number, step in enumerate(result, start=1):
         if len(result) > 1:
             stream.write(f"== step {number}: {step['file']}\n")
-        header = ["NAMESPACE", "NAME", "TYPE", "EXTERNAL-IP", "POOL"]
-        rows = [header] + [
-            [r["namespace"], r["name"], r["type"], _external(r), r["pool"] or "<none>"]
+        for line in step["title"]:
+            stream.write(f"{line}\n")
+        if step["configChanged"]:
+            pools = ", ".join(step["pools"]) or "none"
+            stream.write(f"config in force: {step['config']} (pools: {pools})\n")
+        header = ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "POOL"]
+        rows = [
+            [
+                r["name"],
+                r["type"],
+                r["clusterIP"] or "<unset>",
+                _external(r),
+                r["ports"],
+                r["pool"] or "<none>",
+            ]
             for r in step["services"]
         ]
-        _table(rows, stream)
-        events = [
-            [f"{r['namespace']}/{r['name']}", e["type"], e["reason"], e["message"]]
-            for r in step["services"]
-            for e in r["events"]
-        ]
-        if events:
-            stream.write("\nEVENTS\n")
-            _table([["SERVICE", "TYPE", "REASON", "MESSAGE"], *events], stream)
+        if namespace is None:
+            header.insert(0, "NAMESPACE")
+            for row, r in zip(rows, step["services"], strict=True):
+                row.insert(0, r["namespace"])
+        if rows:
+            _table([header, *rows], stream)
+        else:
+            where = f"{namespace} namespace" if namespace else "any namespace"
+            stream.write(f"No resources found in {where}.\n")
+        for r in step["services"]:
+            if not r["events"]:
+                continue
+            stream.write(f"\nkubectl describe svc -n {r['namespace']} {r['name']}:\nEvents:\n")
+            events = [[e["type"], e["reason"], EVENT_SOURCE, e["message"]] for e in r["events"]]
+            head = [["Type", "Reason", "From", "Message"], ["----", "------", "----", "-------"]]
+            _table([*head, *events], stream, gap="  ", indent="  ")
         stream.write("\n")
 
 
@@ -248,17 +403,17 @@ def print_plan(result: list[dict[str, Any]], stream: TextIO) -> None:
 
 
 def print_explain(
-    config: Config,
-    services: list[dict[str, Any]],
+    snapshots: Sequence[Snapshot],
     key: str,
     lb_class: str | None,
     out: TextIO,
 ) -> int:
-    target = next((s for s in services if service_key(s) == key), None)
+    """Replay the files as ``plan`` does, then explain ``key``'s allocation in the last step."""
+    done = replay(snapshots, lb_class)
+    target = next((s for s in done.services if service_key(s) == key), None)
     if target is None:
         raise FileProblem(key, "no such Service in the SERVICES file")
-    state, results = converge_all(State.empty(config), services, lb_class=lb_class)
-    conv = results[key]
+    state, conv = done.state, done.results[key]
     out.write(f"Service {key}\n")
     if not is_ours(target, lb_class):
         theirs = (target.get("spec") or {}).get("loadBalancerClass")
@@ -328,13 +483,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plan", help="what the controller would do with these Services")
-    p.add_argument("config", help="ConfigMap, its config document, or MetalLB CRD objects")
-    p.add_argument("services", nargs="+", help="Services; several files are successive steps")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="a CONFIG (ConfigMap, its config document, or MetalLB CRD objects), then SERVICES"
+        " files, successive snapshots of the cluster; a file may hold a config and Services",
+    )
     p.add_argument("--output", choices=["table", "json"], default="table")
     p.add_argument("--lb-class", default=None, help="handle only Services of this class")
+    p.add_argument("-n", "--namespace", default=None, help="show only this namespace's Services")
     e = sub.add_parser("explain", help="why one Service gets its address or stays pending")
-    e.add_argument("config")
-    e.add_argument("services")
+    e.add_argument("files", nargs="+", metavar="FILE", help="as for plan")
     e.add_argument("service", metavar="NAMESPACE/NAME")
     e.add_argument("--lb-class", default=None, help="as the controller's --lb-class")
     v = sub.add_parser("validate", help="check a config, and what it would change")
@@ -355,19 +515,17 @@ def run(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "plan":
-            config = _config_or_problem(args.config)
-            steps = [(path, load_services(path)) for path in args.services]
-            result = plan(config, steps, args.lb_class)
+            snapshots = [load_snapshot(path) for path in args.files]
+            result = plan(snapshots, args.lb_class, args.namespace)
             if args.output == "json":
                 json.dump({"steps": result}, out, indent=2)
                 out.write("\n")
             else:
-                print_plan(result, out)
+                print_plan(result, out, args.namespace)
             return 0
         if args.command == "explain":
-            config = _config_or_problem(args.config)
-            services = load_services(args.services)
-            return print_explain(config, services, args.service, args.lb_class, out)
+            snapshots = [load_snapshot(path) for path in args.files]
+            return print_explain(snapshots, args.service, args.lb_class, out)
         return validate(args.config, args.services, out)
     except FileProblem as problem:
         err.write(f"metallb-core: {problem}\n")
