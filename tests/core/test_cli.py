@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import re
@@ -335,3 +336,250 @@ def test_explain_says_a_service_of_another_class_is_not_handled(tmp_path: Path) 
     assert "result" not in out
     code, out, _ = cli("explain", CONFIG, str(services), "web/www", "--lb-class", "other")
     assert "result: 10.206.65.234 from pool default" in out
+
+
+# -- never a traceback ---------------------------------------------------------------------------
+
+BAD_SERVICES = [
+    pytest.param("ports: [80]", "spec.ports[0] must be an object, not 80", id="ports"),
+    pytest.param(
+        'clusterIPs: "10.96.0.5"',
+        'spec.clusterIPs must be a list, not "10.96.0.5"',
+        id="clusterIPs",
+    ),
+    pytest.param(
+        "ports: [{port: http}]",
+        'spec.ports[0].port must be an integer, not "http"',
+        id="port name",
+    ),
+    pytest.param(
+        "selector: {app: [a]}",
+        'spec.selector["app"] must be a string, not ["a"]',
+        id="selector",
+    ),
+]
+
+
+def bad_service(tmp_path: Path, spec_line: str = "", meta: str = "") -> Path:
+    path = tmp_path / "svc.yaml"
+    path.write_text(
+        "apiVersion: v1\nkind: Service\n"
+        f"metadata: {{name: www, namespace: web{meta}}}\n"
+        f"spec:\n  type: LoadBalancer\n  clusterIP: 10.96.0.5\n  {spec_line}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(("spec_line", "problem"), BAD_SERVICES)
+@pytest.mark.parametrize("command", ["plan", "explain", "validate"])
+def test_a_malformed_service_is_one_line_naming_the_file_service_and_field(
+    tmp_path: Path, spec_line: str, problem: str, command: str
+) -> None:
+    path = bad_service(tmp_path, spec_line)
+    argv = {
+        "plan": ["plan", CONFIG, str(path)],
+        "explain": ["explain", CONFIG, str(path), "web/www"],
+        "validate": ["validate", CONFIG, "--services", str(path)],
+    }[command]
+    code, out, err = cli(*argv)
+    assert (code, out) == (2, "") if command != "validate" else code == 2
+    assert err == f"metallb-core: {path}: Service web/www: {problem}\n"
+
+
+def test_annotations_as_a_list_are_named(tmp_path: Path) -> None:
+    path = bad_service(tmp_path, meta=", annotations: [a, b]")
+    code, _, err = cli("plan", CONFIG, str(path))
+    assert (code, err) == (
+        2,
+        f"metallb-core: {path}: Service web/www: "
+        'metadata.annotations must be an object, not ["a", "b"]\n',
+    )
+
+
+def test_whatever_the_core_raises_names_the_file_and_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Service the core cannot handle (however well formed it looks to the CLI) is reported
+    with its file and key, exit status 2, not a traceback."""
+    import metallb_core as core
+    from metallb_core import _cli
+
+    def fragile(state: core.State, service: dict[str, Any], **kw: Any) -> object:
+        if service["metadata"]["name"] == "nginx-manual":
+            raise AttributeError("'int' object has no attribute 'get'")
+        return core.converge(state, service, **kw)
+
+    def fragile_all(state: core.State, services: list[dict[str, Any]], **kw: Any) -> object:
+        for svc in services:
+            fragile(state, svc, **kw)
+        return core.converge_all(state, services, **kw)
+
+    monkeypatch.setattr(_cli, "converge", fragile)
+    monkeypatch.setattr(_cli, "converge_all", fragile_all)
+    code, out, err = cli("plan", *STEPS)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"metallb-core: {STEPS[1]}: Service without-istio/nginx-manual cannot be handled: "
+        "AttributeError: 'int' object has no attribute 'get'\n"
+    )
+
+
+def test_an_unexpected_error_is_one_line_with_exit_status_3(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from metallb_core import _cli
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_cli, "print_plan", broken)
+    code, out, err = cli("plan", *STEPS)
+    assert (code, out, err) == (
+        3,
+        "",
+        "metallb-core: internal error, please report it: RuntimeError: boom\n",
+    )
+
+
+def test_a_closed_pipe_ends_plan_quietly(tmp_path: Path) -> None:
+    """``plan ... | head -1`` with more output than a pipe buffers: no BrokenPipeError."""
+    errors = tmp_path / "stderr"
+    many = " ".join(STEPS * 60)
+    script = (
+        f'PYTHONPATH="{ROOT}" "{sys.executable}" -m metallb_core plan {many} 2>"{errors}"'
+        " | head -1; echo ${PIPESTATUS[0]}"
+    )
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout == f"== step 1: {STEPS[0]}\n141\n"
+    assert errors.read_text() == ""
+
+
+def test_yaml_errors_give_line_column_and_document(tmp_path: Path) -> None:
+    path = tmp_path / "svc.yaml"
+    path.write_text("kind: Service\nmetadata: {name: a}\n---\nkind: Service\nmetadata: {name: [b\n")
+    code, _, err = cli("plan", CONFIG, str(path))
+    assert code == 2
+    assert err == (
+        f"metallb-core: {path}: not valid YAML: line 6, column 1 (document 2): expected ',' or"
+        " ']', but got '<stream end>' (while parsing a flow sequence at line 5, column 18)\n"
+    )
+
+
+def test_a_broken_config_text_is_blamed_not_the_configmap_around_it(tmp_path: Path) -> None:
+    path = tmp_path / "cm.yaml"
+    path.write_text(
+        "# the ConfigMap\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: metallb-system, name: config}\n"
+        "data:\n  config: |\n    address-pools:\n    - name: default\n"
+        "      addresses: 10.0.0.0/8\n      protocol: layer2: x\n"
+    )
+    code, _, err = cli("plan", str(path), STEPS[0])
+    assert code == 2
+    assert err == (
+        f"metallb-core: {path}: ConfigMap metallb-system/config: data.config is not valid YAML:"
+        " line 4, column 19 (line 10 of the file): mapping values are not allowed here\n"
+    )
+
+
+def test_version_is_the_packages() -> None:
+    import tomllib
+
+    import metallb_core
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert metallb_core.__version__ == project["version"]
+    assert cli("--version") == (0, f"metallb-core {project['version']}\n", "")
+
+
+def test_every_command_and_option_has_a_description_and_help() -> None:
+    from metallb_core._cli import _parser
+
+    parser = _parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert parser.description
+    assert set(commands.choices) >= {"plan", "explain", "validate"}
+    helps = {c.dest: c.help for c in commands._choices_actions}
+    for name, sub in commands.choices.items():
+        assert sub.description, name
+        assert helps.get(name), name
+        for action in sub._actions:
+            assert action.help, f"{name} {action.dest}"
+
+
+def test_a_command_line_mistake_is_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "metallb_core", "plan", "--output", "xml", "a"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "metallb-core plan: argument --output: invalid choice: 'xml' (choose from 'table',"
+        " 'json') (see metallb-core plan --help)\n"
+    )
+
+
+# -- explain on a pending Service ---------------------------------------------------------------
+
+
+def test_explain_names_who_holds_the_pools_addresses_and_the_fixes() -> None:
+    code, out, _ = cli("explain", *STEPS, "default/nginx-manual-2")
+    assert code == 0
+    holders = out.split("who holds the addresses of pool expensive:\n")[1].split("  to fix")[0]
+    assert [line.split() for line in holders.splitlines()] == [
+        ["10.206.65.224", "without-istio/nginx-expensive"],
+        ["10.206.65.225", "without-istio/nginx-manual"],
+    ]
+    fixes = out.split("  to fix it:\n")[1]
+    assert "widen pool expensive: add addresses to it in the ConfigMap's address-pools" in fixes
+    assert "the same metallb.universe.tf/allow-shared-ip value" in fixes
+    assert (
+        "drop the metallb.universe.tf/address-pool annotation: pool default would give it"
+        " 10.206.65.235" in fixes
+    )
+
+
+def test_explain_names_the_stable_keys_under_crds(tmp_path: Path) -> None:
+    pools = tmp_path / "pools.yaml"
+    pools.write_text(
+        "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\n"
+        "metadata: {name: small, namespace: metallb-system}\n"
+        "spec: {addresses: [192.0.2.0/32]}\n"
+    )
+    services = tmp_path / "svc.yaml"
+    services.write_text(
+        "".join(
+            f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: web,"
+            f' creationTimestamp: "2024-01-01T00:0{i}:00Z"}}\n'
+            "spec: {type: LoadBalancer, clusterIP: 10.96.0.9, ports: [{port: 80}]}\n"
+            for i in range(2)
+        )
+    )
+    code, out, _ = cli("explain", str(pools), str(services), "web/s1")
+    assert code == 0
+    assert "      192.0.2.0   web/s0\n" in out
+    assert "widen pool small: add addresses to IPAddressPool small's spec.addresses" in out
+    assert "the same metallb.io/allow-shared-ip value" in out
+    assert "drop the" not in out
+
+
+def test_explain_suggests_namespace_slash_name_for_a_bare_name() -> None:
+    code, out, err = cli("explain", *STEPS, "nginx-manual-2")
+    assert (code, out) == (2, "")
+    assert err == (
+        "metallb-core: nginx-manual-2: give the Service as NAMESPACE/NAME:"
+        " did you mean default/nginx-manual-2?\n"
+    )
+
+
+def test_explain_suggests_the_namespace_that_has_the_name() -> None:
+    code, _, err = cli("explain", *STEPS, "default/nginx-manual")
+    assert code == 2
+    assert err == (
+        f"metallb-core: default/nginx-manual: no such Service in {STEPS[-1]};"
+        " did you mean without-istio/nginx-manual?\n"
+    )
