@@ -512,8 +512,8 @@ def replay(snapshots: Sequence[Snapshot], lb_class: str | None) -> Replay:
             }
         )
         changed = False
-    if state is None:
-        raise FileProblem(snapshots[-1].path, "no Services to plan: give a SERVICES file")
+    if state is None or not steps:
+        raise FileProblem(snapshots[-1].path, "no Services: give a file with Service objects")
     return Replay(steps, state, [previous[service_key(s)] for s in services], results)
 
 

@@ -121,6 +121,16 @@ def test_services_without_any_config_before_them_are_an_error(tmp_path: Path) ->
     )
 
 
+@pytest.mark.parametrize("command", ["plan", "explain"])
+def test_configurations_without_services_are_an_error(command: str) -> None:
+    argv = [command, CONFIG, CONFIG] + (["default/x"] if command == "explain" else [])
+    assert cli(*argv) == (
+        2,
+        "",
+        f"metallb-core: {CONFIG}: no Services: give a file with Service objects\n",
+    )
+
+
 def test_plan_table_shows_pending_and_the_warning_event_as_kubectl_would() -> None:
     code, out, _ = cli("plan", *STEPS)
     assert code == 0
