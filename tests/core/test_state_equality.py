@@ -8,7 +8,10 @@ and of different shapes.
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from ipaddress import ip_address
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -106,3 +109,33 @@ def test_same_items_is_dict_equality(size: int, edits: list[int], rnd: random.Ra
         changed = changed.set(k, items[k] + 1)
     for x, y in [(a, b), (a, c), (b, c), (c, a), (a, changed), (changed, b), (c, c.set(-1, 0))]:
         assert same_items(x, y) == (dict(x.items()) == dict(y.items()))
+
+
+def test_the_benchmark_runs_and_agrees_with_the_old_comparison() -> None:
+    """``benchmarks/state_equality.py`` at a tiny size: it asserts, per case, that
+    ``State.__eq__`` and the baseline agree (no timing is checked here)."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.state_equality",
+            "--allocations",
+            "300",
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    rows = {line[:32].strip(): line[32:].split()[0] for line in done.stdout.splitlines()[2:]}
+    assert rows == {
+        "itself": "True",
+        "successor, equal": "True",
+        "one Service moved": "False",
+        "one Service more": "False",
+        "equal, built in another order": "True",
+    }
