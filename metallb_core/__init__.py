@@ -51,6 +51,9 @@ from metallb_core._speaker import (
 )
 from metallb_core._state import State
 
+#: The release, as in pyproject.toml (a test keeps the two equal).
+__version__ = "0.1.0"
+
 __all__ = [
     "Allocation",
     "AllocationError",

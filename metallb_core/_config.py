@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -240,6 +240,11 @@ class Config(Model):
     bfd_profiles: tuple[BFDProfile, ...] = ()
     bgp_advertisements: tuple[BGPAdvertisement, ...] = ()
     communities: FrozenMap = Field(default_factory=FrozenMap)
+    #: The format the configuration came from: ``"configmap"`` when :func:`parse_configmap`
+    #: read MetalLB v0.10's ConfigMap (where the ``metallb.universe.tf/`` annotations are the
+    #: documented keys, so converge warns about none of them), else ``"crds"`` (the CRDs, and
+    #: a Config built directly: MetalLB's current ``deprecatedAnnotation`` warnings).
+    source: Literal["crds", "configmap"] = "crds"
 
     @model_validator(mode="after")
     def _unique_and_disjoint(self) -> Config:

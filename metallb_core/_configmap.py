@@ -405,7 +405,9 @@ def parse_configmap(document: Mapping[str, Any] | None) -> Config:
     is ``could not parse config: ...``. ``layer2`` pools are announced by one advertisement
     named ``configmap-layer2``; ``bgp`` pools allocate (this library announces in Layer 2
     only) and their peers, BGP advertisements, communities and BFD profiles are validated
-    and kept in the config.
+    and kept in the config. The result's ``source`` is ``"configmap"``: the ConfigMap's
+    versions document the ``metallb.universe.tf/`` annotations, so :func:`converge` gives no
+    ``deprecatedAnnotation`` warning under it.
 
     >>> pool = {"name": "default", "protocol": "layer2", "addresses": ["192.168.1.240/28"]}
     >>> cfg = parse_configmap({"address-pools": [pool]})
@@ -487,4 +489,5 @@ def parse_configmap(document: Mapping[str, Any] | None) -> Config:
         bfd_profiles=tuple(profiles.values()),
         bgp_advertisements=bgp_ads,
         communities=aliases,
+        source="configmap",
     )

@@ -94,8 +94,9 @@ class _Step:
     def done(self, ingress: tuple[str, ...] | None, pool: str | None) -> Convergence:
         """The result; when it changes what the Service holds, the write that follows carries
         MetalLB's ``deprecatedAnnotation`` warnings, errors or not (``SetBalancer`` writes
-        whatever changed and warns on every write)."""
-        if ingress is not None:
+        whatever changed and warns on every write); none under a v0.10 ConfigMap, whose
+        documented keys those annotations are."""
+        if ingress is not None and self.state.config.source != "configmap":
             notes = service_annotations(self.service)
             changed = ingress != tuple(ingress_ips(self.service)) or pool != notes.get(
                 ALLOCATED_FROM_POOL

@@ -12,7 +12,8 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Mapping
-from itertools import accumulate
+from itertools import accumulate, chain
+from operator import eq
 from typing import Any, Generic, Protocol, TypeVar, overload
 
 
@@ -398,6 +399,65 @@ def _ccopy(path: list[tuple[Any, int]], node: Any, delta: int, rekey: bool) -> A
             keys[i] = node[0][0]
         node = (keys, children, counts)
     return node
+
+
+def same_items(a: PMap[Any, Any], b: PMap[Any, Any]) -> bool:
+    """Whether two maps hold equal items, without copying either.
+
+    Where the two trees have the same shape (one was made from the other by path-copying
+    updates), subtrees that are one object are equal without a look inside, so comparing a
+    map with one a few updates away costs O(updates * log n); where shapes differ, the keys
+    and then the values are compared in order, leaf after leaf, stopping at the first
+    difference.
+
+    >>> m = PMap[int, str]().set(1, "a").set(2, "b")
+    >>> same_items(m, m.set(3, "c").delete(3)), same_items(m, m.set(2, "B"))
+    (True, False)
+    """
+    if a is b or a._root is b._root:
+        return True
+    if a._len != b._len:
+        return False
+    if a._height == b._height:
+        return _same_nodes(a._root, b._root, a._height)
+    return _same_flat(a._root, a._height, b._root, b._height)
+
+
+def _same_nodes(x: _Node, y: _Node, height: int) -> bool:
+    """Whether two subtrees of one height, covering the same range of keys, hold equal
+    items."""
+    if x is y:
+        return True
+    if not height:
+        return x[0] == y[0] and x[1] == y[1]
+    if x[0] == y[0]:  # the same separators: each pair of children covers the same range
+        return all(_same_nodes(cx, cy, height - 1) for cx, cy in zip(x[1], y[1], strict=True))
+    return _same_flat(x, height, y, height)
+
+
+def _same_flat(x: _Node, x_height: int, y: _Node, y_height: int) -> bool:
+    """Whether two subtrees hold equal items, compared in order whatever their shapes."""
+    xs, ys = _leaves_of(x, x_height), _leaves_of(y, y_height)
+    if sum(len(leaf[0]) for leaf in xs) != sum(len(leaf[0]) for leaf in ys):
+        return False
+    return all(
+        all(
+            map(
+                eq,
+                chain.from_iterable(n[part] for n in xs),
+                chain.from_iterable(n[part] for n in ys),
+            )
+        )
+        for part in (0, 1)
+    )
+
+
+def _leaves_of(node: _Node, height: int) -> list[_Node]:
+    """The leaves under ``node``, in key order."""
+    level = [node]
+    for _ in range(height):
+        level = [child for branch in level for child in branch[1]]
+    return level
 
 
 class CountedPMap(PMap[K, V]):

@@ -36,7 +36,7 @@ from metallb_core._addresses import V6_OFFSET, address_of, key_of
 from metallb_core._config import Config
 from metallb_core._index import ConfigIndex
 from metallb_core._outcomes import Allocation, trusted_allocation
-from metallb_core._pmap import CountedPMap, PMap
+from metallb_core._pmap import CountedPMap, PMap, same_items
 from metallb_core._request import Port
 
 Record = tuple[tuple[int, ...], int, tuple[Port, ...], str, str]
@@ -136,12 +136,20 @@ class State:
         return _as_tuple(self._holders.get(key_of(ip), ()))  # type: ignore[arg-type]
 
     def __eq__(self, other: object) -> bool:
+        """Same configuration and same allocations.
+
+        Under one configuration, equal records stand for equal allocations (the other maps
+        are derived from the records), so only the records are compared: without copying
+        them, skipping every subtree the two states share (a state and the states made from
+        it share all but the paths they changed), and at once when they are one object.
+        """
+        if self is other:
+            return True
         if not isinstance(other, State):
             return NotImplemented
-        # Under one configuration, equal records stand for equal allocations.
-        return self.config == other.config and dict(self._allocs.items()) == dict(
-            other._allocs.items()
-        )
+        if self._index is not other._index and self.config != other.config:
+            return False
+        return same_items(self._allocs, other._allocs)
 
     __hash__ = None  # type: ignore[assignment]
 

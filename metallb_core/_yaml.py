@@ -49,7 +49,12 @@ _GO_FLOAT = re.compile(
 
 
 class YAMLError(ValueError):
-    """Text that is not YAML; the message says where, in one line."""
+    """Text that is not YAML; the message says where, in one line. ``original`` is PyYAML's
+    error, with its marks (line and column), when PyYAML raised it."""
+
+    def __init__(self, message: str, original: Exception | None = None) -> None:
+        super().__init__(message)
+        self.original = original
 
 
 def _go_int(text: str) -> int | None:
@@ -178,7 +183,7 @@ def load_all(text: str) -> list[Any]:
     try:
         return [doc for doc in yaml.load_all(text, Loader=_loader_class()) if doc is not None]
     except yaml.YAMLError as err:
-        raise YAMLError(_first_line(err)) from None
+        raise YAMLError(_first_line(err), err) from None
     except RecursionError:
         raise YAMLError("nested too deeply") from None
 

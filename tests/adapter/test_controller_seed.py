@@ -2,7 +2,7 @@
 
 examples/seed: a v0.10 ConfigMap with pools ``default`` (10.206.65.234-250, auto-assign) and
 ``expensive`` (10.206.65.224-225, auto-assign false); Services ask for ``expensive`` with the
-deprecated ``metallb.universe.tf/address-pool`` annotation.
+``metallb.universe.tf/address-pool`` annotation, v0.10's documented key.
 """
 
 from __future__ import annotations
@@ -64,23 +64,17 @@ async def test_allocated_from_pool_annotation_names_the_pool(apiserver: ApiServe
     assert annotation_of(apiserver, "nginx", "without-istio") == "default"
 
 
-async def test_allocation_emits_ip_allocated_and_the_deprecation_warning(
+async def test_allocation_emits_ip_allocated_and_no_deprecation_warning_under_the_configmap(
     apiserver: ApiServerEmulator,
 ) -> None:
     async with running(apiserver) as ctl:
         api = await _start(apiserver)
-        await apiserver.wait_for(lambda: len(events_about(apiserver, "nginx-manual")) == 2)
+        await apiserver.wait_for(lambda: events_about(apiserver, "nginx-manual"))
         await api.close()
         await ctl.halt()
     events = events_about(apiserver, "nginx-manual")
-    assert sorted(reasons(events)) == [
-        ("Normal", "IPAllocated"),
-        ("Warning", "deprecatedAnnotation"),
-    ]
-    assert {e["note"] for e in events} == {
-        'Assigned IP ["10.206.65.224"]',
-        "Service uses deprecated annotation metallb.universe.tf/address-pool",
-    }
+    assert reasons(events) == [("Normal", "IPAllocated")]
+    assert [e["note"] for e in events] == ['Assigned IP ["10.206.65.224"]']
     assert {e["reportingInstance"] for e in events} == {"controller-0"}
 
 

@@ -1,4 +1,9 @@
-"""The seed walkthrough end to end through ``converge``: MetalLB's user path, step by step."""
+"""The seed walkthrough end to end through the core: the MetalLB v0.10.3 post, step by step.
+
+examples/seed/step-N.yaml are the post's snapshots; steps 1, 2 and 4 carry the ConfigMap as
+it was edited live (pool ``default``; then ``expensive`` 10.206.65.224-233 added; then
+``expensive`` shrunk to 10.206.65.224-225).
+"""
 
 from __future__ import annotations
 
@@ -11,24 +16,28 @@ import yaml
 import metallb_core as core
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed"
+EXPENSIVE = {"metallb.universe.tf/address-pool": "expensive"}
 
 
-def seed_config() -> core.Config:
-    configmap = yaml.safe_load((SEED / "configmap.yaml").read_text())
+def documents(name: str) -> list[dict[str, Any]]:
+    loaded = yaml.safe_load((SEED / name).read_text())
+    items: list[dict[str, Any]] = loaded.get("items", [loaded])
+    return items
+
+
+def step_config(step: int) -> core.Config:
+    """The config of the ConfigMap in ``step-<step>.yaml``."""
+    [configmap] = [d for d in documents(f"step-{step}.yaml") if d["kind"] == "ConfigMap"]
     return core.parse_configmap(yaml.safe_load(configmap["data"]["config"]))
 
 
-def service(name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
-    annotations = spec.pop("annotations", {})
-    return {
-        "metadata": {"namespace": namespace, "name": name, "annotations": annotations},
-        "spec": {
-            "type": "LoadBalancer",
-            "clusterIP": "10.96.0.10",
-            "ports": [{"port": 80, "protocol": "TCP"}],
-            **spec,
-        },
-    }
+def step_service(step: int, name: str) -> dict[str, Any]:
+    [found] = [
+        d
+        for d in documents(f"step-{step}.yaml")
+        if d["kind"] == "Service" and d["metadata"]["name"] == name
+    ]
+    return found
 
 
 def written(svc: dict[str, Any], conv: core.Convergence) -> dict[str, Any]:
@@ -37,7 +46,9 @@ def written(svc: dict[str, Any], conv: core.Convergence) -> dict[str, Any]:
     assert conv.ingress is not None
     out["status"] = {"loadBalancer": {"ingress": [{"ip": ip} for ip in conv.ingress]}}
     if conv.pool:
-        out["metadata"]["annotations"]["metallb.io/ip-allocated-from-pool"] = conv.pool
+        out["metadata"].setdefault("annotations", {})["metallb.io/ip-allocated-from-pool"] = (
+            conv.pool
+        )
     return out
 
 
@@ -45,97 +56,132 @@ def reasons(conv: core.Convergence) -> list[tuple[str, str]]:
     return [(e.type, e.reason) for e in conv.events]
 
 
-EXPENSIVE = {"metallb.universe.tf/address-pool": "expensive"}
+def cidrs(config: core.Config, pool: str) -> list[str]:
+    found = config.pool(pool)
+    assert found is not None
+    return [str(n) for n in found.cidrs]
 
 
-def test_service_gets_the_first_address_of_the_auto_assign_pool() -> None:
-    _, conv = core.converge(core.State.empty(seed_config()), service("nginx", "without-istio"))
-    assert (conv.ingress, conv.pool) == (("10.206.65.234",), "default")
-    assert reasons(conv) == [("Normal", "IPAllocated")]
+def test_the_pools_are_the_posts_at_each_edit() -> None:
+    first, second, fourth = step_config(1), step_config(2), step_config(4)
+    assert [p.name for p in first.pools] == ["default"]
+    assert cidrs(second, "expensive") == ["10.206.65.224/29", "10.206.65.232/31"]
+    assert cidrs(fourth, "expensive") == ["10.206.65.224/31"]
+    assert cidrs(fourth, "default") == cidrs(first, "default")
+    expensive = second.pool("expensive")
+    assert expensive is not None
+    assert not expensive.auto_assign
 
 
-def test_auto_assign_false_pool_is_used_only_when_asked_for() -> None:
-    state = core.State.empty(seed_config())
-    state, plain = core.converge(state, service("plain"))
-    _, asked = core.converge(state, service("nginx-manual", annotations=dict(EXPENSIVE)))
-    assert plain.pool == "default"
+def test_configmap_yaml_is_the_configmap_in_force_at_the_end() -> None:
+    [configmap] = documents("configmap.yaml")
+    assert core.parse_configmap(yaml.safe_load(configmap["data"]["config"])) == step_config(4)
+
+
+def test_the_posts_services_are_in_its_namespaces() -> None:
+    assert step_service(2, "nginx")["metadata"]["namespace"] == "without-istio"
+    assert step_service(2, "nginx-manual")["metadata"]["namespace"] == "without-istio"
+    assert "namespace" not in step_service(5, "nginx-manual-2")["metadata"]
+    assert core.request_from_service(step_service(5, "nginx-manual-2")).key == (
+        "default/nginx-manual-2"
+    )
+
+
+def test_the_walkthrough_step_by_step() -> None:
+    state = core.State.empty(step_config(1))
+    nginx = step_service(1, "nginx")
+    state, first = core.converge(state, nginx)
+    assert (first.ingress, first.pool, reasons(first)) == (
+        ("10.206.65.234",),
+        "default",
+        [("Normal", "IPAllocated")],
+    )
+    nginx = written(nginx, first)
+
+    # The live edit: MetalLB reloads the ConfigMap; nothing moves.
+    state, dropped = core.reload(state, step_config(2))
+    assert dropped == ()
+    state, again = core.converge(state, nginx)
+    assert (again.ingress, again.events) == (("10.206.65.234",), ())
+    manual = step_service(2, "nginx-manual")
+    state, asked = core.converge(state, manual)
     assert (asked.ingress, asked.pool) == (("10.206.65.224",), "expensive")
+    assert reasons(asked) == [("Normal", "IPAllocated")]  # v0.10's documented annotation
+
+    # kubectl -n without-istio patch service nginx-manual: spec.loadBalancerIP.
+    patched = written(manual, asked)
+    patched["spec"]["loadBalancerIP"] = step_service(3, "nginx-manual")["spec"]["loadBalancerIP"]
+    state, moved = core.converge(state, patched)
+    assert moved.ingress == ("10.206.65.225",)
+    assert moved.events[0].message == 'Assigned IP ["10.206.65.225"]'
+
+    # The pool shrinks to two addresses: the one held stays, the other is taken.
+    assert core.orphans(state, step_config(4)) == ()
+    state, _ = core.reload(state, step_config(4))
+    state, expensive = core.converge(state, step_service(4, "nginx-expensive"))
+    assert expensive.ingress == ("10.206.65.224",)
+
+    # nginx-manual-2, created without a namespace, finds both addresses taken.
+    state, pending = core.converge(state, step_service(5, "nginx-manual-2"))
+    assert (pending.ingress, pending.pool) == ((), None)
+    assert pending.events == (
+        core.Event(
+            type="Warning",
+            reason="AllocationFailed",
+            message=(
+                'Failed to allocate IP for "default/nginx-manual-2": '
+                "no available IPs in pool expensive"
+            ),
+        ),
+    )
+    assert core.pool_usage(state)["expensive"].available_ipv4 == 0
 
 
-def test_stable_pool_annotation_selects_the_pool_without_a_deprecation_warning() -> None:
-    annotations = {"metallb.io/address-pool": "expensive"}
-    _, conv = core.converge(core.State.empty(seed_config()), service("m", annotations=annotations))
+def test_v010_pool_annotation_gets_no_deprecation_warning_under_the_v010_configmap() -> None:
+    config = step_config(4)
+    assert config.source == "configmap"
+    svc = step_service(4, "nginx-expensive")
+    _, conv = core.converge(core.State.empty(config), svc)
     assert conv.pool == "expensive"
     assert reasons(conv) == [("Normal", "IPAllocated")]
 
 
-def test_deprecated_pool_annotation_gets_a_deprecation_warning_when_written() -> None:
-    _, conv = core.converge(core.State.empty(seed_config()), service("m", annotations=EXPENSIVE))
-    assert ("Warning", "deprecatedAnnotation") in reasons(conv)
+def test_v010_pool_annotation_gets_a_deprecation_warning_under_the_same_pools_as_crds() -> None:
+    seed = step_config(4)
+    config = core.Config(pools=seed.pools, l2_advertisements=seed.l2_advertisements)
+    assert config.source == "crds"
+    _, conv = core.converge(core.State.empty(config), step_service(4, "nginx-expensive"))
+    assert reasons(conv) == [("Normal", "IPAllocated"), ("Warning", "deprecatedAnnotation")]
     assert conv.events[-1].message == (
         "Service uses deprecated annotation metallb.universe.tf/address-pool"
     )
 
 
-def test_patching_load_balancer_ip_moves_the_service() -> None:
-    state = core.State.empty(seed_config())
-    svc = service("nginx-manual", annotations=dict(EXPENSIVE))
-    state, first = core.converge(state, svc)
-    patched = written(svc, first)
-    patched["spec"]["loadBalancerIP"] = "10.206.65.225"
-    state, moved = core.converge(state, patched)
-    assert moved.ingress == ("10.206.65.225",)
-    assert moved.events[0].message == 'Assigned IP ["10.206.65.225"]'
-    holder = state.allocation("default/nginx-manual")
-    assert holder is not None
-    assert [str(ip) for ip in holder.ips] == ["10.206.65.225"]
-
-
-def test_exhausted_pool_leaves_service_pending_with_a_warning() -> None:
-    state = core.State.empty(seed_config())
-    for name in ("a", "b"):
-        state, _ = core.converge(state, service(name, annotations=dict(EXPENSIVE)))
-    state, third = core.converge(state, service("c", annotations=dict(EXPENSIVE)))
-    assert third.ingress == ()
-    assert third.pool is None
-    assert third.events == (
-        core.Event(
-            type="Warning",
-            reason="AllocationFailed",
-            message='Failed to allocate IP for "default/c": no available IPs in pool expensive',
-        ),
-    )
-
-
 def test_freed_address_goes_to_the_pending_service() -> None:
-    state = core.State.empty(seed_config())
-    for name in ("a", "b", "c"):
-        state, _ = core.converge(state, service(name, annotations=dict(EXPENSIVE)))
-    holder = state.allocation("default/a")
-    assert holder is not None
-    state = core.release(state, "default/a")
-    _, retried = core.converge(state, service("c", annotations=dict(EXPENSIVE)))
-    assert retried.ingress == tuple(str(ip) for ip in holder.ips)
+    state = core.State.empty(step_config(4))
+    names = ("nginx-manual", "nginx-expensive")
+    for name in names:
+        state, _ = core.converge(state, step_service(5, name))
+    state, _ = core.converge(state, step_service(5, "nginx-manual-2"))
+    state = core.release(state, "without-istio/nginx-manual")
+    _, retried = core.converge(state, step_service(5, "nginx-manual-2"))
+    assert retried.ingress == ("10.206.65.225",)
 
 
 def test_walkthrough_state_survives_a_restart_without_moving_anyone() -> None:
-    state = core.State.empty(seed_config())
-    services = [
-        service("nginx", "without-istio"),
-        service("nginx-manual", annotations=dict(EXPENSIVE), loadBalancerIP="10.206.65.225"),
-        service("second", annotations=dict(EXPENSIVE)),
-    ]
+    state = core.State.empty(step_config(4))
     done = []
-    for svc in services:
+    for name in ("nginx", "nginx-manual", "nginx-expensive"):
+        svc = step_service(5, name)
         state, conv = core.converge(state, svc)
         done.append(written(svc, conv))
-    pending = service("third", annotations=dict(EXPENSIVE))
+    pending = step_service(5, "nginx-manual-2")
     # A new controller starts empty, and sees the pending Service first in the list.
-    _, results = core.converge_all(core.State.empty(seed_config()), [pending, *done])
+    _, results = core.converge_all(core.State.empty(step_config(4)), [pending, *done])
     for svc in done:
         key = f"{svc['metadata']['namespace']}/{svc['metadata']['name']}"
         assert results[key].ingress == tuple(
             i["ip"] for i in svc["status"]["loadBalancer"]["ingress"]
         )
         assert results[key].events == ()
-    assert results["default/third"].ingress == ()
+    assert results["default/nginx-manual-2"].ingress == ()

@@ -212,11 +212,11 @@ def test_convert_names_the_services_that_would_move(tmp_path: Path) -> None:
 
 
 def test_convert_refuses_a_file_without_a_configmap() -> None:
-    code, out, err = cli("convert", "examples/seed/step-1.yaml")
+    code, out, err = cli("convert", "examples/seed/step-3.yaml")  # Services only
     assert (code, out) == (2, "")
     assert (
         err
-        == "metallb-core: examples/seed/step-1.yaml: no ConfigMap or config document to convert\n"
+        == "metallb-core: examples/seed/step-3.yaml: no ConfigMap or config document to convert\n"
     )
 
 
@@ -400,9 +400,6 @@ def test_a_wrong_type_is_refused_as_the_api_server_does() -> None:
 
 
 def test_config_parse_benchmark_runs_and_checks_its_configs() -> None:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from benchmarks.config_parse import run_all
 
     assert [name for name, _ in run_all(pools=20, repeats=1)] == ["floor", "layer 2", "whole"]
