@@ -39,6 +39,9 @@ _RECV_BATCH = 64  # frames read per socket per wake-up, so one busy interface ca
 _REVIVE_EVERY = 5.0  # seconds between attempts to reopen a vanished interface
 _LOG_EVERY = 10.0  # seconds between two conflict or probe lines for the same address and MAC
 _LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+_RESTART_FIRST = 0.1  # seconds before a failed thread is started again ...
+_RESTART_MAX = 5.0  # ... doubling up to this while it keeps failing ...
+_RESTART_RESET = 60.0  # ... and back to the first after it ran this long
 
 
 def check_address(ip: object) -> IPAddress:
@@ -64,7 +67,9 @@ class Counters:
     ``arp_answered``: ARP requests answered; ``ndp_answered``: Neighbor Solicitations
     answered; ``arp_announcements`` / ``ndp_announcements``: gratuitous ARPs and unsolicited
     Neighbor Advertisements sent; ``conflicts``: frames in which another MAC claimed an
-    announced address; ``send_errors``: frames the kernel refused to send.
+    announced address; ``send_errors``: frames the kernel refused to send;
+    ``thread_restarts``: times the receiving thread failed on an unexpected error and was
+    started again.
     """
 
     arp_answered: int = 0
@@ -73,6 +78,7 @@ class Counters:
     ndp_announcements: int = 0
     conflicts: int = 0
     send_errors: int = 0
+    thread_restarts: int = 0
 
     @property
     def answered(self) -> int:
@@ -162,7 +168,7 @@ class L2Announcer:
     >>> announcer = L2Announcer(refresh=60.0)  # opens nothing until the first announce
     >>> announcer.counters()
     Counters(arp_answered=0, ndp_answered=0, arp_announcements=0, ndp_announcements=0, \
-conflicts=0, send_errors=0)
+conflicts=0, send_errors=0, thread_restarts=0)
     >>> announcer.close()
     """
 
@@ -192,6 +198,7 @@ conflicts=0, send_errors=0)
         self._to_unregister: list[socket.socket] = []
         self._logged: dict[tuple[Verdict, IPAddress | None, bytes | None], float] = {}
         self._closed = False
+        self._failing = False
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
 
@@ -283,6 +290,16 @@ conflicts=0, send_errors=0)
         view = self._view
         return frozenset((ip, name) for ip, names in view.items() for name in names)
 
+    @property
+    def healthy(self) -> bool:
+        """False while the receiving thread is down after an unexpected error (it is being
+        restarted: see ``Counters.thread_restarts`` and the log), or once it is gone;
+        True otherwise, including before the first announcement and after :meth:`close`."""
+        with self._lock:
+            if self._closed or self._thread is None:
+                return True
+            return not self._failing and self._thread.is_alive()
+
     def counters(self, interface: str | None = None) -> Counters:
         """What has been sent and seen, in total or on one ``interface``."""
         with self._lock:
@@ -365,7 +382,7 @@ conflicts=0, send_errors=0)
         if self._thread is not None:
             return
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._thread = threading.Thread(target=self._run, name="l2-announcer", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name="l2-announcer", daemon=True)
         self._thread.start()
 
     def _wake(self) -> None:
@@ -375,10 +392,41 @@ conflicts=0, send_errors=0)
 
     # -- the background thread -------------------------------------------------------------
 
+    def _supervise(self) -> None:
+        """Run the receive loop; if it fails on an unexpected error, log it, count it and
+        start it again (after 0.1 s, doubling up to 5 s while it keeps failing at once), so
+        that one bad frame or a bug never leaves the addresses silently unanswered."""
+        backoff = _RESTART_FIRST
+        while True:
+            started = time.monotonic()
+            try:
+                self._run()
+                return  # closed
+            except Exception:
+                log.exception("the L2 announcer's thread failed; restarting it")
+            with self._lock:
+                self._retired += Counters(thread_restarts=1)
+                self._failing = True
+                if self._closed:
+                    return
+            if time.monotonic() - started > _RESTART_RESET:
+                backoff = _RESTART_FIRST
+            time.sleep(backoff)
+            backoff = min(backoff * 2, _RESTART_MAX)
+            log.warning("the L2 announcer's thread restarted; answering again")
+
     def _run(self) -> None:
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ, None)
         next_revive = self._clock() + _REVIVE_EVERY
+        with self._lock:
+            # On a restart, every socket opened so far is registered again.
+            self._to_register = [
+                (sock, responder)
+                for responder in self._responders.values()
+                for sock in responder.open_sockets()
+            ]
+            self._failing = False
         try:
             while True:
                 with self._lock:
@@ -407,9 +455,6 @@ conflicts=0, send_errors=0)
                 if self._orphans and now >= next_revive:
                     next_revive = now + _REVIVE_EVERY
                     self._revive()
-        except Exception:
-            log.exception("the L2 announcer's thread failed; nothing is answered any more")
-            raise
         finally:
             selector.close()
 

@@ -317,3 +317,107 @@ def test_addresses_that_cannot_be_announced_are_rejected(address: IPAddress) -> 
 def test_a_string_is_not_an_address() -> None:
     with pytest.raises(TypeError):
         L2Announcer().announce("10.0.0.1", IFACE)  # type: ignore[arg-type]
+
+
+# -- odd frames, built by hand: only what RFC 826 / RFC 4861 and the kernel answer is answered --
+
+
+def answers(client: l2lab.WireClient, frame: bytes, duration: float = 0.3) -> list[bytes]:
+    """The ARP replies and solicited Neighbor Advertisements received after sending ``frame``."""
+    client.drain()
+    client.sock.send(frame)
+    arp_reply = (b"\x08\x06", 20, b"\x00\x02")
+    advertisement = (b"\x86\xdd", 54, b"\x88")
+    return [
+        received
+        for received in client.listen(duration)
+        for ethertype, at, kind in (arp_reply, advertisement)
+        if received[12:14] == ethertype and received[at : at + len(kind)] == kind
+    ]
+
+
+def tagged(frame: bytes, vlan: int) -> bytes:
+    """``frame`` with an 802.1Q tag for ``vlan`` inserted after the MAC addresses."""
+    return frame[:12] + (0x8100).to_bytes(2, "big") + vlan.to_bytes(2, "big") + frame[12:]
+
+
+def arp_question(sender: IPv4Address = l2lab.KIT_CLIENT4) -> bytes:
+    return frames.arp_request(l2lab.KIT_CLIENT_MAC, sender, VIP4).encode()
+
+
+def nd_question(src: IPv6Address = l2lab.KIT_CLIENT6) -> bytes:
+    return frames.neighbor_solicitation(l2lab.KIT_CLIENT_MAC, src, VIP6).encode()
+
+
+@pytest.mark.parametrize("family", ["ARP", "NS"])
+def test_tagged_request_from_another_vlan_is_not_answered(
+    make: type[L2Announcer], client: l2lab.WireClient, family: str
+) -> None:
+    announcer = make(announce_on_takeover=False)
+    announcer.announce(VIP4, IFACE)
+    announcer.announce(VIP6, IFACE)
+    question = arp_question() if family == "ARP" else nd_question()
+    assert len(answers(client, question)) == 1  # the same frame untagged: answered
+    assert answers(client, tagged(question, 5)) == []
+
+
+@pytest.mark.parametrize("sender", ["255.255.255.255", "224.0.0.1", "127.0.0.1", "0.0.0.7"])
+def test_arp_request_from_an_impossible_sender_is_not_answered(
+    make: type[L2Announcer], client: l2lab.WireClient, sender: str
+) -> None:
+    make(announce_on_takeover=False).announce(VIP4, IFACE)
+    assert answers(client, arp_question(IPv4Address(sender))) == []
+
+
+def test_solicitation_from_a_multicast_source_is_not_answered(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    make(announce_on_takeover=False).announce(VIP6, IFACE)
+    assert len(answers(client, nd_question())) == 1
+    assert answers(client, nd_question(IPv6Address("ff02::1"))) == []
+
+
+def test_unicast_probe_gets_the_kernels_78_byte_answer(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    make(announce_on_takeover=False).announce(VIP6, IFACE)
+    probe = frames.neighbor_solicitation(
+        l2lab.KIT_CLIENT_MAC, l2lab.KIT_CLIENT6, VIP6, unicast_to=our_mac()
+    )
+    [reply] = answers(client, probe.encode())
+    assert reply == frames.solicited_advertisement(probe, our_mac()).encode()
+    answer = frames.decode_neighbor_discovery(reply)
+    assert isinstance(answer, frames.NeighborAdvertisement)
+    assert (len(reply), answer.solicited, answer.override, answer.target_lla) == (
+        78,
+        True,
+        False,
+        None,
+    )
+
+
+def test_a_thread_that_fails_is_restarted_logged_and_counted(
+    make: type[L2Announcer],
+    client: l2lab.WireClient,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    announcer = make(announce_on_takeover=False)
+    announcer.announce(VIP4, IFACE)
+    original = announcer_module.L2Announcer._receive
+    failures: list[int] = []
+
+    def fail_once(self: L2Announcer, *args: object) -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("injected")
+        original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(announcer_module.L2Announcer, "_receive", fail_once)
+    caplog.set_level(logging.INFO, logger="announcers.arp")
+    client.who_has(VIP4, timeout=0.05)  # wakes the thread, which fails on it
+    l2lab.wait_for(lambda: announcer.counters().thread_restarts == 1, 3.0, "the restart")
+    l2lab.wait_for(lambda: announcer.healthy, 3.0, "a healthy announcer")
+    assert client.who_has(VIP4) == our_mac()
+    assert "thread failed; restarting it" in caplog.text
+    assert "RuntimeError: injected" in caplog.text
