@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import selectors
 import socket
@@ -39,6 +40,8 @@ _RECV_BATCH = 64  # frames read per socket per wake-up, so one busy interface ca
 _REVIVE_EVERY = 5.0  # seconds between attempts to reopen a vanished interface
 _LOG_EVERY = 10.0  # seconds between two conflict or probe lines for the same address and MAC
 _LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+DEFAULT_REASSERT_EVERY = 5.0
+"""Seconds between two re-assertions of one address on one interface after conflicts."""
 _RESTART_FIRST = 0.1  # seconds before a failed thread is started again ...
 _RESTART_MAX = 5.0  # ... doubling up to this while it keeps failing ...
 _RESTART_RESET = 60.0  # ... and back to the first after it ran this long
@@ -68,7 +71,8 @@ class Counters:
     answered; ``arp_announcements`` / ``ndp_announcements``: gratuitous ARPs and unsolicited
     Neighbor Advertisements sent; ``conflicts``: frames in which another MAC claimed an
     announced address; ``send_errors``: frames the kernel refused to send;
-    ``thread_restarts``: times the receiving thread failed on an unexpected error and was
+    ``reasserts``: announcement rounds sent because another MAC claimed an announced
+    address; ``thread_restarts``: times the receiving thread failed on an unexpected error and was
     started again.
     """
 
@@ -78,6 +82,7 @@ class Counters:
     ndp_announcements: int = 0
     conflicts: int = 0
     send_errors: int = 0
+    reasserts: int = 0
     thread_restarts: int = 0
 
     @property
@@ -155,6 +160,10 @@ class L2Announcer:
       passed, then, with ``refresh``, every ``refresh`` seconds for as long as it is held.
       A round is a gratuitous ARP request (IPv4) or an unsolicited NA to ff02::1 with O=1
       and a Target link-layer option (IPv6).
+    - When another MAC claims an announced address (a gratuitous ARP, an ARP reply or
+      request with it as sender, a Neighbor Advertisement for it), the conflict is counted
+      and logged, and the address is **re-asserted** with one announcement round, at most
+      once every ``reassert_every`` seconds (5 s) per address and interface.
     - ``withdraw(ip, interface)`` stops answering and announcing at once, and leaves the
       group after its last address.
     - ``close()`` stops everything and closes every socket.
@@ -168,7 +177,7 @@ class L2Announcer:
     >>> announcer = L2Announcer(refresh=60.0)  # opens nothing until the first announce
     >>> announcer.counters()
     Counters(arp_answered=0, ndp_answered=0, arp_announcements=0, ndp_announcements=0, \
-conflicts=0, send_errors=0, thread_restarts=0)
+conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
     >>> announcer.close()
     """
 
@@ -178,6 +187,7 @@ conflicts=0, send_errors=0, thread_restarts=0)
         interval: float = DEFAULT_INTERVAL,
         window: float = DEFAULT_WINDOW,
         refresh: float | None = None,
+        reassert_every: float = DEFAULT_REASSERT_EVERY,
         announce_on_takeover: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -185,6 +195,8 @@ conflicts=0, send_errors=0, thread_restarts=0)
             interval, window, refresh
         )
         self._announce_on_takeover = announce_on_takeover
+        self._reassert_every = reassert_every
+        self._reasserted: dict[tuple[IPAddress, str], float] = {}
         self._clock = clock
         self._lock = threading.Lock()
         self._announced: dict[IPAddress, set[str]] = {}
@@ -250,6 +262,7 @@ conflicts=0, send_errors=0, thread_restarts=0)
                 del self._announced[ip]
             self._publish()
             self._schedule.cancel((ip, interface))
+            self._reasserted.pop((ip, interface), None)
             responder = self._responders.get(interface)
             if responder is not None and isinstance(ip, IPv6Address):
                 responder.memberships.leave(frames.solicited_node_group(ip))
@@ -502,19 +515,38 @@ conflicts=0, send_errors=0, thread_restarts=0)
                     self._count(responder, ndp_answered=1)
 
     def _conflict(self, responder: _Responder, decision: Decision) -> None:
-        assert decision.address is not None
-        assert decision.peer_mac is not None
+        """Another MAC claims an address announced here: count it, log it (rate-limited),
+        and re-assert the address with an announcement round, at most once every
+        ``reassert_every`` seconds per address and interface, so that clients the other
+        frame moved come back while two hosts claiming one address (split brain, a static
+        address typed twice) cannot turn into a storm."""
+        address, peer = decision.address, decision.peer_mac
+        assert address is not None
+        assert peer is not None
+        now = self._clock()
+        key = (address, responder.name)
+        reasserted = False
         with self._lock:
             self._count(responder, conflicts=1)
-        if not self._should_log(decision):
+            if (
+                self._announce_on_takeover
+                and responder.name in self._announced.get(address, ())
+                and now - self._reasserted.get(key, -math.inf) >= self._reassert_every
+            ):
+                self._reasserted[key] = now
+                self._send_round(responder, address)
+                self._count(responder, reasserts=1)
+                reasserted = True
+        if not (self._should_log(decision) or reasserted):
             return
         log.warning(
             "conflict: %s also claims %s on %s (this node announces it from %s); "
-            "clients may reach either host",
-            frames.format_mac(decision.peer_mac),
-            decision.address,
+            "clients may reach either host%s",
+            frames.format_mac(peer),
+            address,
             responder.name,
             frames.format_mac(responder.mac),
+            "; re-asserting with an announcement round" if reasserted else "",
         )
 
     def _should_log(self, decision: Decision) -> bool:

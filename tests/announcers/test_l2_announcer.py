@@ -421,3 +421,61 @@ def test_a_thread_that_fails_is_restarted_logged_and_counted(
     assert client.who_has(VIP4) == our_mac()
     assert "thread failed; restarting it" in caplog.text
     assert "RuntimeError: injected" in caplog.text
+
+
+# -- conflicts are re-asserted, rate-limited ------------------------------------------------
+
+
+STRANGER_MAC = frames.parse_mac("02:00:00:00:5e:01")
+
+
+def foreign_claim(ip: IPAddress) -> bytes:
+    if isinstance(ip, IPv4Address):
+        return frames.gratuitous_arp_request(STRANGER_MAC, ip).encode()
+    return frames.unsolicited_advertisement(STRANGER_MAC, ip).encode()
+
+
+def our_rounds(received: list[bytes], ip: IPAddress) -> int:
+    if isinstance(ip, IPv4Address):
+        found = [a for a in gratuitous_arps(received, ip) if a.sender_mac == our_mac()]
+        return len(found)
+    return len([na for na in unsolicited_nas(received, ip) if na.target_lla == our_mac()])
+
+
+@pytest.mark.parametrize("ip", [VIP4, VIP6], ids=["ipv4", "ipv6"])
+def test_a_foreign_claim_is_reasserted_at_once_then_rate_limited(
+    make: type[L2Announcer],
+    client: l2lab.WireClient,
+    caplog: pytest.LogCaptureFixture,
+    ip: IPAddress,
+) -> None:
+    announcer = make(window=0.0, reassert_every=0.6)  # one round at announce, no more
+    announcer.announce(ip, IFACE)
+    client.listen(0.05)
+    caplog.set_level(logging.WARNING, logger="announcers.arp")
+    client.sock.send(foreign_claim(ip))
+    at_once = our_rounds(client.listen(0.2), ip)
+    for _ in range(5):  # a storm of claims within the limit
+        client.sock.send(foreign_claim(ip))
+    within_limit = our_rounds(client.listen(0.2), ip)
+    l2lab.wait_for(lambda: announcer.counters().conflicts == 6, 2.0, "six conflicts")
+    client.listen(0.3)  # past the 0.6 s limit
+    client.sock.send(foreign_claim(ip))
+    after_limit = our_rounds(client.listen(0.2), ip)
+    assert (at_once, within_limit, after_limit) == (1, 0, 1)
+    assert announcer.counters().reasserts == 2
+    assert f"also claims {ip} on {IFACE}" in caplog.text
+    assert "re-asserting with an announcement round" in caplog.text
+
+
+def test_a_claim_of_a_withdrawn_address_is_not_reasserted(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    announcer = make(window=0.0)
+    announcer.announce(VIP4, IFACE)
+    announcer.announce(VIP4 + 1, IFACE)
+    announcer.withdraw(VIP4, IFACE)
+    client.listen(0.05)
+    client.sock.send(foreign_claim(VIP4))
+    assert our_rounds(client.listen(0.3), VIP4) == 0
+    assert announcer.counters().reasserts == 0
