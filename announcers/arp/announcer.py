@@ -27,8 +27,9 @@ from dataclasses import dataclass, fields
 from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
 
-from announcers.arp import frames, sockets
+from announcers.arp import bpf, frames, sockets
 from announcers.arp.decision import Decision, InterfaceView, Verdict, decide
+from announcers.arp.fastpath import ReplyTable
 from announcers.arp.schedule import DEFAULT_INTERVAL, DEFAULT_WINDOW, RoundSchedule
 from announcers.base import AnnouncerClosedError, IPAddress
 
@@ -36,7 +37,9 @@ __all__ = ["Counters", "L2Announcer", "check_address"]
 
 log = logging.getLogger("announcers.arp")
 
-_RECV_BATCH = 64  # frames read per socket per wake-up, so one busy interface cannot starve
+_RECV_BATCH = 256  # frames read per socket per pass, so one busy interface cannot starve
+_RECV_SIZE = 4096  # ARP and NDP frames are short; anything longer is not answered anyway
+_FILTER_SETTLE = 0.05  # seconds without changes before the exact BPF filter is rebuilt
 _REVIVE_EVERY = 5.0  # seconds between attempts to reopen a vanished interface
 _LOG_EVERY = 10.0  # seconds between two conflict or probe lines for the same address and MAC
 _LIMITED_BROADCAST = IPv4Address("255.255.255.255")
@@ -67,6 +70,7 @@ def check_address(ip: object) -> IPAddress:
 class Counters:
     """What the announcer has done, since it was created (for metrics).
 
+    ``received``: frames the kernel's filter let through to the announcer;
     ``arp_answered``: ARP requests answered; ``ndp_answered``: Neighbor Solicitations
     answered; ``arp_announcements`` / ``ndp_announcements``: gratuitous ARPs and unsolicited
     Neighbor Advertisements sent; ``conflicts``: frames in which another MAC claimed an
@@ -76,6 +80,7 @@ class Counters:
     started again.
     """
 
+    received: int = 0
     arp_answered: int = 0
     ndp_answered: int = 0
     arp_announcements: int = 0
@@ -101,6 +106,30 @@ class Counters:
         )
 
 
+class _Tally:
+    """Mutable counters of one responder: bumped per frame without building objects."""
+
+    __slots__ = (
+        "arp_announcements",
+        "arp_answered",
+        "conflicts",
+        "ndp_announcements",
+        "ndp_answered",
+        "reasserts",
+        "received",
+        "send_errors",
+        "thread_restarts",
+    )
+
+    def __init__(self) -> None:
+        self.received = self.arp_answered = self.ndp_answered = 0
+        self.arp_announcements = self.ndp_announcements = self.conflicts = 0
+        self.send_errors = self.reasserts = self.thread_restarts = 0
+
+    def snapshot(self) -> Counters:
+        return Counters(**{name: getattr(self, name) for name in self.__slots__})
+
+
 class _Responder:
     """The sockets of one interface: a packet socket per family, opened on first use, and
     the solicited-node memberships."""
@@ -113,16 +142,17 @@ class _Responder:
         self.memberships = sockets.GroupMemberships(self.ifindex)
         self.mac = b""
         self.view = InterfaceView(name=name, mac=bytes(6))
-        self.counters = Counters()
+        self.table = ReplyTable(bytes(6))
+        self.tally = _Tally()
 
     def socket_for(self, ip: IPAddress) -> socket.socket:
         """The socket of ``ip``'s family, opened if needed (raises on failure)."""
         if isinstance(ip, IPv4Address):
             if self.arp is None:
-                self.arp = self._open(frames.ETH_P_ARP, None)
+                self.arp = self._open(frames.ETH_P_ARP, bpf.prefilter(ndp=False))
             return self.arp
         if self.ndp is None:
-            self.ndp = self._open(frames.ETH_P_IPV6, sockets.NDP_FILTER)
+            self.ndp = self._open(frames.ETH_P_IPV6, bpf.prefilter(ndp=True))
         return self.ndp
 
     def _open(self, ethertype: int, bpf: bytes | None) -> socket.socket:
@@ -176,8 +206,8 @@ class L2Announcer:
 
     >>> announcer = L2Announcer(refresh=60.0)  # opens nothing until the first announce
     >>> announcer.counters()
-    Counters(arp_answered=0, ndp_answered=0, arp_announcements=0, ndp_announcements=0, \
-conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
+    Counters(received=0, arp_answered=0, ndp_answered=0, arp_announcements=0, \
+ndp_announcements=0, conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
     >>> announcer.close()
     """
 
@@ -211,6 +241,9 @@ conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
         self._logged: dict[tuple[Verdict, IPAddress | None, bytes | None], float] = {}
         self._closed = False
         self._failing = False
+        # (interface, IP version) -> when its address set last changed; the thread rebuilds
+        # the exact BPF filter once it has been stable for _FILTER_SETTLE seconds.
+        self._dirty_filters: dict[tuple[str, int], float] = {}
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
 
@@ -242,6 +275,8 @@ conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
                 self._join(responder, ip)
             self._announced.setdefault(ip, set()).add(interface)
             self._publish()
+            responder.table.add(ip)
+            self._filter_changed(responder, ip, added=True)
             key = (ip, interface)
             if self._announce_on_takeover:
                 self._send_round(responder, ip)
@@ -264,9 +299,13 @@ conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
             self._schedule.cancel((ip, interface))
             self._reasserted.pop((ip, interface), None)
             responder = self._responders.get(interface)
-            if responder is not None and isinstance(ip, IPv6Address):
-                responder.memberships.leave(frames.solicited_node_group(ip))
+            if responder is not None:
+                responder.table.remove(ip)
+                self._filter_changed(responder, ip, added=False)
+                if isinstance(ip, IPv6Address):
+                    responder.memberships.leave(frames.solicited_node_group(ip))
             log.info("stopped answering for %s on %s", ip, interface)
+        self._wake()  # the filter is rebuilt by the thread
 
     def close(self) -> None:
         """Stop answering for everything at once, stop the thread, close every socket."""
@@ -283,7 +322,7 @@ conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
             thread.join()
         with self._lock:
             for responder in self._responders.values():
-                self._retired += responder.counters
+                self._retired += responder.tally.snapshot()
                 responder.close()
             self._responders.clear()
             for sock in self._to_unregister:
@@ -318,10 +357,10 @@ conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
         with self._lock:
             if interface is not None:
                 responder = self._responders.get(interface)
-                return responder.counters if responder is not None else Counters()
+                return responder.tally.snapshot() if responder is not None else Counters()
             total = self._retired
             for responder in self._responders.values():
-                total += responder.counters
+                total += responder.tally.snapshot()
             return total
 
     def __enter__(self) -> L2Announcer:
@@ -345,6 +384,33 @@ conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
         for responder in self._responders.values():
             if responder.mac:
                 responder.view = InterfaceView(responder.name, responder.mac, own)
+                table = ReplyTable(responder.mac, own)
+                for ip, names in self._announced.items():
+                    if responder.name in names:
+                        table.add(ip)
+                responder.table = table
+
+    def _filter_changed(self, responder: _Responder, ip: IPAddress, *, added: bool) -> None:
+        """The address set of ``ip``'s family changed on ``responder``: an added address
+        must pass at once, so the cheap prefilter replaces the exact filter until the
+        thread rebuilds it; a removed one may keep passing meanwhile (user space drops it)."""
+        ndp = isinstance(ip, IPv6Address)
+        sock = responder.ndp if ndp else responder.arp
+        if sock is None:
+            return
+        if added:
+            try:
+                sockets.attach_filter(sock, bpf.prefilter(ndp))
+            except OSError as error:
+                log.warning("cannot attach a filter on %s: %s", responder.name, error.strerror)
+        self._dirty_filters[(responder.name, ip.version)] = self._clock()
+
+    @property
+    def filters_pending(self) -> bool:
+        """True while an interface's exact BPF filter waits to be rebuilt (the cheap
+        prefilter is attached meanwhile); for tests and debugging."""
+        with self._lock:
+            return bool(self._dirty_filters)
 
     def _publish(self) -> None:
         self._view = MappingProxyType(
@@ -367,7 +433,9 @@ conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
             )
 
     def _count(self, responder: _Responder, **increments: int) -> None:
-        responder.counters += Counters(**increments)
+        tally = responder.tally
+        for name, increment in increments.items():
+            setattr(tally, name, getattr(tally, name) + increment)
 
     def _send(self, responder: _Responder, sock: socket.socket | None, frame: bytes) -> bool:
         if sock is None:
@@ -456,6 +524,9 @@ conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
                     deadline = self._schedule.next_deadline()
                     if self._orphans:
                         deadline = next_revive if deadline is None else min(deadline, next_revive)
+                    if self._dirty_filters:
+                        settled = min(self._dirty_filters.values()) + _FILTER_SETTLE
+                        deadline = settled if deadline is None else min(deadline, settled)
                 timeout = None if deadline is None else max(0.0, deadline - self._clock())
                 for key, _ in selector.select(timeout):
                     if key.data is None:
@@ -465,6 +536,8 @@ conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
                         self._receive(key.fileobj, key.data)  # type: ignore[arg-type]
                 now = self._clock()
                 self._send_due_rounds(now)
+                if self._dirty_filters:
+                    self._rebuild_filters(now)
                 if self._orphans and now >= next_revive:
                     next_revive = now + _REVIVE_EVERY
                     self._revive()
@@ -478,15 +551,64 @@ conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
                 if responder is not None and interface in self._announced.get(ip, ()):
                     self._send_round(responder, ip)
 
+    def _rebuild_filters(self, now: float) -> None:
+        """Attach the exact filter where the address set has been stable long enough."""
+        jobs = []
+        with self._lock:
+            for key, stamp in list(self._dirty_filters.items()):
+                if now - stamp < _FILTER_SETTLE:
+                    continue
+                name, version = key
+                responder = self._responders.get(name)
+                sock = (
+                    None if responder is None else responder.arp if version == 4 else responder.ndp
+                )
+                if responder is None or sock is None:
+                    del self._dirty_filters[key]
+                    continue
+                packed = [ip.packed for ip in responder.table.addresses() if ip.version == version]
+                jobs.append((key, stamp, responder, sock, packed))
+        for key, stamp, responder, sock, packed in jobs:
+            program = bpf.arp_filter(packed) if key[1] == 4 else bpf.ndp_filter(packed)
+            with self._lock:
+                if self._dirty_filters.get(key) != stamp:
+                    continue  # changed again meanwhile: rebuilt later
+                del self._dirty_filters[key]
+                if sock not in responder.open_sockets():
+                    continue
+                try:
+                    sockets.attach_filter(sock, program)
+                except OSError as error:  # the prefilter stays: correct, only slower
+                    log.warning("cannot attach a filter on %s: %s", key[0], error.strerror)
+
     def _receive(self, sock: socket.socket, responder: _Responder) -> None:
+        """Read until the socket is empty (at most _RECV_BATCH frames per pass): answer the
+        plain requests from the prebuilt table, ask ``decide`` about everything else."""
+        recvfrom = sock.recvfrom
+        tally = responder.tally
         for _ in range(_RECV_BATCH):
             try:
-                frame, address = sock.recvfrom(65535)
+                frame, address = recvfrom(_RECV_SIZE)
             except BlockingIOError:
                 return
             except OSError as error:
                 self._socket_error(sock, responder, error)
                 return
+            tally.received += 1
+            fast = responder.table.answer(frame, address[2])
+            if fast is not None:
+                reply, ip = fast
+                with self._lock:
+                    # Re-check under the lock: a withdraw that returned must never be
+                    # answered after.
+                    if responder.name in self._announced.get(ip, ()) and self._send(
+                        responder, sock, reply
+                    ):
+                        if ip.version == 4:
+                            tally.arp_answered += 1
+                        else:
+                            tally.ndp_answered += 1
+                continue
             decision = decide(frame, address[2], responder.view, self._view)
             if decision.verdict is Verdict.ANSWER:
                 self._answer(sock, responder, decision)
@@ -577,7 +699,7 @@ conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
                 return  # an old socket of an interface already handled
             log.warning("interface %s is gone (%s); will retry", responder.name, error.strerror)
             del self._responders[responder.name]
-            self._retired += responder.counters
+            self._retired += responder.tally.snapshot()
             self._to_unregister.extend(responder.open_sockets())
             responder.arp = responder.ndp = None
             responder.memberships.close()

@@ -479,3 +479,48 @@ def test_a_claim_of_a_withdrawn_address_is_not_reasserted(
     client.sock.send(foreign_claim(VIP4))
     assert our_rounds(client.listen(0.3), VIP4) == 0
     assert announcer.counters().reasserts == 0
+
+
+# -- the kernel filter -----------------------------------------------------------------------
+
+
+def test_the_kernel_filter_keeps_requests_for_other_addresses_away(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    announcer = make(announce_on_takeover=False)
+    for i in range(50):
+        announcer.announce(VIP4 + i, IFACE)
+        announcer.announce(VIP6 + i, IFACE)
+    l2lab.wait_for(lambda: not announcer.filters_pending, 2.0, "the exact filters")
+    client.listen(0.1)
+    before = announcer.counters().received
+    for i in range(20):
+        client.sock.send(arp_question_for(VIP4 + 100 + i))
+        client.sock.send(
+            frames.neighbor_solicitation(
+                l2lab.KIT_CLIENT_MAC, l2lab.KIT_CLIENT6, VIP6 + 100 + i
+            ).encode()
+        )
+    client.listen(0.2)
+    ignored = announcer.counters().received - before
+    assert (client.who_has(VIP4 + 7), client.who_has(VIP6 + 7)) == (our_mac(), our_mac())
+    assert (ignored, announcer.counters().received - before) == (0, 2)
+
+
+def test_a_withdrawn_address_is_filtered_out_and_an_added_one_passes_at_once(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    announcer = make(announce_on_takeover=False)
+    announcer.announce(VIP4, IFACE)
+    l2lab.wait_for(lambda: not announcer.filters_pending, 2.0, "the exact filter")
+    announcer.announce(VIP4 + 1, IFACE)
+    assert client.who_has(VIP4 + 1) == our_mac()  # before any rebuild: the prefilter
+    announcer.withdraw(VIP4, IFACE)
+    l2lab.wait_for(lambda: not announcer.filters_pending, 2.0, "the rebuilt filter")
+    before = announcer.counters().received
+    assert client.who_has(VIP4) is None
+    assert announcer.counters().received == before
+
+
+def arp_question_for(target: IPv4Address) -> bytes:
+    return frames.arp_request(l2lab.KIT_CLIENT_MAC, l2lab.KIT_CLIENT4, target).encode()
