@@ -597,17 +597,22 @@ ndp_announcements=0, conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
             tally.received += 1
             fast = responder.table.answer(frame, address[2])
             if fast is not None:
-                reply, ip = fast
+                reply, key, _ = fast
                 with self._lock:
                     # Re-check under the lock: a withdraw that returned must never be
-                    # answered after.
-                    if responder.name in self._announced.get(ip, ()) and self._send(
-                        responder, sock, reply
-                    ):
-                        if ip.version == 4:
-                            tally.arp_answered += 1
-                        else:
-                            tally.ndp_answered += 1
+                    # answered after (withdraw updates the current table under the lock).
+                    if not responder.table.holds(key):
+                        continue
+                    try:
+                        sock.send(reply, socket.MSG_DONTWAIT)
+                    except OSError as error:
+                        tally.send_errors += 1
+                        log.warning("cannot send on %s: %s", responder.name, error.strerror)
+                        continue
+                    if len(key) == 4:
+                        tally.arp_answered += 1
+                    else:
+                        tally.ndp_answered += 1
                 continue
             decision = decide(frame, address[2], responder.view, self._view)
             if decision.verdict is Verdict.ANSWER:
@@ -737,6 +742,8 @@ ndp_announcements=0, conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
                 self._refresh_views()
                 log.info("interface %s is back; answering again", name)
                 for ip in ips:
+                    # The new sockets carry the prefilter: rebuild the exact one.
+                    self._dirty_filters[(name, ip.version)] = self._clock()
                     if self._announce_on_takeover:
                         self._send_round(responder, ip)
                         self._schedule.start((ip, name), self._clock())

@@ -19,7 +19,7 @@ precomputed sum plus the requester's address (one's-complement sums are sums mod
 >>> table.add(IPv4Address("192.0.2.10"))
 >>> asker = frames.parse_mac("02:00:00:00:00:99")
 >>> question = frames.arp_request(asker, IPv4Address("192.0.2.1"), IPv4Address("192.0.2.10"))
->>> reply, address = table.answer(question.encode(), 1)
+>>> reply, _, address = table.answer(question.encode(), 1)
 >>> (reply == frames.arp_reply(question, ours).encode(), address)
 (True, IPv4Address('192.0.2.10'))
 """
@@ -128,20 +128,27 @@ class ReplyTable:
             entry.address for entry in self._nd.values()
         ]
 
-    def answer(self, frame: bytes, pkttype: int) -> tuple[bytes, IPAddress] | None:
-        """The reply to ``frame`` and the address it is for, if ``frame`` is a plain
-        request for an address in the table that :func:`~announcers.arp.decision.decide`
-        answers; ``None`` for everything else (ask ``decide``)."""
+    def holds(self, key: bytes) -> bool:
+        """Whether the packed address ``key`` (as :meth:`answer` returns it) is in the
+        table."""
+        return key in self._arp or key in self._nd
+
+    def answer(self, frame: bytes, pkttype: int) -> tuple[bytes, bytes, IPAddress] | None:
+        """The reply to ``frame``, the packed address it is for and that address, if
+        ``frame`` is a plain request for an address in the table that
+        :func:`~announcers.arp.decision.decide` answers; ``None`` for everything else (ask
+        ``decide``)."""
         if frame[12:22] == _ARP_REQUEST_HEAD:
             return self._answer_arp(frame, pkttype)
         if frame[12:14] == _IPV6_ND_HEAD:
             return self._answer_ns(frame, pkttype)
         return None
 
-    def _answer_arp(self, frame: bytes, pkttype: int) -> tuple[bytes, IPAddress] | None:
+    def _answer_arp(self, frame: bytes, pkttype: int) -> tuple[bytes, bytes, IPAddress] | None:
         if len(frame) < 42 or pkttype not in (_PACKET_HOST, _PACKET_BROADCAST):
             return None
-        entry = self._arp.get(frame[38:42])
+        key = frame[38:42]
+        entry = self._arp.get(key)
         if entry is None:
             return None
         destination, source, sender_mac = frame[0:6], frame[6:12], frame[22:28]
@@ -159,9 +166,9 @@ class ReplyTable:
         ):
             return None
         middle, address = entry
-        return sender_mac + middle + sender_mac + sender_ip, address
+        return sender_mac + middle + sender_mac + sender_ip, key, address
 
-    def _answer_ns(self, frame: bytes, pkttype: int) -> tuple[bytes, IPAddress] | None:
+    def _answer_ns(self, frame: bytes, pkttype: int) -> tuple[bytes, bytes, IPAddress] | None:
         if (
             len(frame) < 86
             or frame[18:22] != _NS_WITH_OPTION
@@ -171,14 +178,15 @@ class ReplyTable:
             or pkttype not in (_PACKET_HOST, _PACKET_MULTICAST)
         ):
             return None
-        entry = self._nd.get(frame[62:78])
+        key = frame[62:78]
+        entry = self._nd.get(key)
         if entry is None:
             return None
         source_ip, destination_ip = frame[22:38], frame[38:54]
         destination, source, lla = frame[0:6], frame[6:12], frame[80:86]
         if destination_ip == entry.group and destination == entry.group_mac:
             multicast = True
-        elif destination_ip == frame[62:78] and destination == self.mac:
+        elif destination_ip == key and destination == self.mac:
             multicast = False
         else:
             return None
@@ -199,4 +207,4 @@ class ReplyTable:
             checksum = 0xFFFF - _fold(entry.unicast_sum + asker)
             head, tail = entry.unicast_head, entry.unicast_tail
         reply = lla + head + source_ip + b"\x88\x00" + checksum.to_bytes(2, "big") + tail
-        return reply, entry.address
+        return reply, key, entry.address

@@ -210,7 +210,8 @@ def test_plain_requests_take_the_shortcut_with_decides_bytes(index: int) -> None
     decision = decide(frame, pkttype, VIEW, ANNOUNCED)
     assert fast is not None
     assert decision.verdict is Verdict.ANSWER
-    assert fast == (decision.reply, decision.address)
+    assert decision.address is not None
+    assert fast == (decision.reply, decision.address.packed, decision.address)
 
 
 def agrees(frame: bytes, pkttype: int) -> None:
@@ -219,7 +220,8 @@ def agrees(frame: bytes, pkttype: int) -> None:
         return  # decide is asked: nothing to compare
     decision = decide(frame, pkttype, VIEW, ANNOUNCED)
     assert decision.verdict is Verdict.ANSWER, decision
-    assert fast == (decision.reply, decision.address)
+    assert decision.address is not None
+    assert fast == (decision.reply, decision.address.packed, decision.address)
 
 
 @settings(max_examples=500, deadline=None)
@@ -302,17 +304,17 @@ def kit() -> Iterator[None]:
 def test_the_kernel_runs_the_filter_as_the_interpreter_does(kit: None, family: int) -> None:
     ours, theirs = l2lab.KIT_PAIRS[0]
     if family == 4:
-        announced: list[IPAddress] = [IPv4Address("10.46.0.0") + 7 * i for i in range(1000)]
-        program = bpf.arp_filter(ip.packed for ip in announced)
+        v4 = [IPv4Address("10.46.0.0") + 7 * i for i in range(1000)]
+        program = bpf.arp_filter(ip.packed for ip in v4)
         ethertype = frames.ETH_P_ARP
-        asked = [arp(1, IPv4Address("10.46.9.1"), ip) for ip in announced[::97]]
-        others = [arp(1, IPv4Address("10.46.9.1"), announced[0] + 1 + i) for i in range(6)]
+        asked = [arp(1, IPv4Address("10.46.9.1"), ip) for ip in v4[::97]]
+        others = [arp(1, IPv4Address("10.46.9.1"), v4[0] + 1 + i) for i in range(6)]
     else:
-        announced = [IPv6Address("fd00:46::") + 7 * i for i in range(1000)]
-        program = bpf.ndp_filter(ip.packed for ip in announced)
+        v6 = [IPv6Address("fd00:46::") + 7 * i for i in range(1000)]
+        program = bpf.ndp_filter(ip.packed for ip in v6)
         ethertype = frames.ETH_P_IPV6
-        asked = [nd(135, ip) for ip in announced[::97]]
-        others = [nd(135, announced[0] + 1 + i) for i in range(6)]
+        asked = [nd(135, ip) for ip in v6[::97]]
+        others = [nd(135, v6[0] + 1 + i) for i in range(6)]
     assert bpf.instructions(program) > 1000  # the real thing, not the prefilter
     with l2lab.entered(l2lab.KIT_NS):
         receiver = sockets.open_packet_socket(ours, ethertype, program)

@@ -279,12 +279,19 @@ def test_interface_recreated_is_answered_again(
 
     create()
     try:
-        make().announce(VIP4, spare)
+        announcer = make()
+        announcer.announce(VIP4, spare)
         l2lab.sh("ip", "link", "delete", spare)
         create()
         client = l2lab.WireClient(spare_peer)
         try:
             l2lab.wait_for(lambda: client.who_has(VIP4, timeout=0.2) is not None, 5.0, "answer")
+            # The new socket gets the exact filter again, not only the prefilter.
+            l2lab.wait_for(lambda: not announcer.filters_pending, 2.0, "the exact filter")
+            before = announcer.counters(spare).received
+            client.sock.send(arp_question_for(VIP4 + 9))
+            client.listen(0.2)
+            assert announcer.counters(spare).received == before
         finally:
             client.close()
     finally:
