@@ -6,7 +6,8 @@ keeps everything else away from the process:
 
 - :func:`arp_filter`: ARP packets whose target (TPA) or sender (SPA) address is announced
   on the interface: the requests to answer, and the gratuitous ARPs and replies that
-  reveal a conflict;
+  reveal a conflict (from about 1,300 to 2,600 addresses, TPA only: requests and
+  gratuitous ARPs);
 - :func:`ndp_filter`: ICMPv6 Neighbor Solicitations and Advertisements whose target's low
   32 bits are those of an announced address (a rare false positive with equal low bits is
   dropped by the exact check in user space).
@@ -20,7 +21,7 @@ binary search, compiled to a tree of ``jgt`` comparisons ending in leaves of at 
 :data:`LEAF` ``jeq`` comparisons: for 1,000 addresses, 7 levels and at most 8 comparisons;
 the kernel JIT-compiles it. Size grows linearly (about 1.5 instructions per address and
 tree); a program over the kernel's limit of 4,096 instructions (``BPF_MAXINSNS``; about
-1,300 addresses per interface for ARP, 2,600 for NDP) is replaced by the :func:`prefilter`
+2,600 addresses per interface for ARP and NDP) is replaced by the :func:`prefilter`
 (packet type and VLAN checks, and for NDP the ICMPv6 type), and the exact check is the
 user-space dictionary lookup alone, which is O(1) too.
 
@@ -202,6 +203,10 @@ def arp_filter(addresses: Iterable[bytes]) -> bytes:
             *_search(keys, None),
         ]
     )
+    if instructions(program) > BPF_MAXINSNS:
+        # Too many for two searches: the target alone still passes every request and every
+        # gratuitous ARP for our addresses; only a foreign reply to a third host is missed.
+        program = _assemble([*_header(), _Insn(LD_W_ABS, k=ARP_TPA), *_search(keys, None)])
     return _or_prefilter(program, ndp=False)
 
 

@@ -118,6 +118,12 @@ def test_cost_per_packet_grows_with_the_logarithm_of_the_addresses_not_their_num
 def test_programs_fit_the_kernel_limit_or_fall_back_to_the_prefilter() -> None:
     thousand = [(IPv4Address("10.0.0.0") + i).packed for i in range(1000)]
     assert bpf.instructions(bpf.arp_filter(thousand)) <= bpf.BPF_MAXINSNS
+    two_thousand = [(IPv4Address("10.0.0.0") + i).packed for i in range(2000)]
+    target_only = bpf.arp_filter(two_thousand)
+    assert bpf.instructions(target_only) <= bpf.BPF_MAXINSNS
+    sender, target = IPv4Address("10.0.0.5"), IPv4Address("192.0.2.1")
+    assert passes(target_only, arp(1, target, sender))  # a request for one of them
+    assert not passes(target_only, arp(2, sender, target))  # a reply from one: not seen
     three_thousand = [(IPv4Address("10.0.0.0") + i).packed for i in range(3000)]
     assert bpf.arp_filter(three_thousand) == bpf.prefilter(ndp=False)
     v6 = [(IPv6Address("fd00::") + i).packed for i in range(2000)]
