@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import math
 import os
@@ -241,9 +242,11 @@ ndp_announcements=0, conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
         self._logged: dict[tuple[Verdict, IPAddress | None, bytes | None], float] = {}
         self._closed = False
         self._failing = False
-        # (interface, IP version) -> when its address set last changed; the thread rebuilds
-        # the exact BPF filter once it has been stable for _FILTER_SETTLE seconds.
-        self._dirty_filters: dict[tuple[str, int], float] = {}
+        # (interface, IP version) -> (when its address set last changed, a change number);
+        # the thread rebuilds the exact BPF filter once it has been stable for
+        # _FILTER_SETTLE seconds, and attaches it only if no change came meanwhile.
+        self._dirty_filters: dict[tuple[str, int], tuple[float, int]] = {}
+        self._changes = itertools.count()
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
 
@@ -403,7 +406,7 @@ ndp_announcements=0, conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
                 sockets.attach_filter(sock, bpf.prefilter(ndp))
             except OSError as error:
                 log.warning("cannot attach a filter on %s: %s", responder.name, error.strerror)
-        self._dirty_filters[(responder.name, ip.version)] = self._clock()
+        self._dirty_filters[(responder.name, ip.version)] = (self._clock(), next(self._changes))
 
     @property
     def filters_pending(self) -> bool:
@@ -525,7 +528,7 @@ ndp_announcements=0, conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
                     if self._orphans:
                         deadline = next_revive if deadline is None else min(deadline, next_revive)
                     if self._dirty_filters:
-                        settled = min(self._dirty_filters.values()) + _FILTER_SETTLE
+                        settled = min(t for t, _ in self._dirty_filters.values()) + _FILTER_SETTLE
                         deadline = settled if deadline is None else min(deadline, settled)
                 timeout = None if deadline is None else max(0.0, deadline - self._clock())
                 for key, _ in selector.select(timeout):
@@ -556,7 +559,7 @@ ndp_announcements=0, conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
         jobs = []
         with self._lock:
             for key, stamp in list(self._dirty_filters.items()):
-                if now - stamp < _FILTER_SETTLE:
+                if now - stamp[0] < _FILTER_SETTLE:
                     continue
                 name, version = key
                 responder = self._responders.get(name)
@@ -743,7 +746,7 @@ ndp_announcements=0, conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
                 log.info("interface %s is back; answering again", name)
                 for ip in ips:
                     # The new sockets carry the prefilter: rebuild the exact one.
-                    self._dirty_filters[(name, ip.version)] = self._clock()
+                    self._dirty_filters[(name, ip.version)] = (self._clock(), next(self._changes))
                     if self._announce_on_takeover:
                         self._send_round(responder, ip)
                         self._schedule.start((ip, name), self._clock())
