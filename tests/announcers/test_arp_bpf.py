@@ -340,3 +340,14 @@ def test_the_kernel_runs_the_filter_as_the_interpreter_does(kit: None, family: i
             sender.close()
             receiver.close()
     assert received == asked
+
+
+@pytest.mark.netns
+def test_packet_sockets_get_the_large_receive_buffer(kit: None) -> None:
+    with l2lab.entered(l2lab.KIT_NS):
+        sock = sockets.open_packet_socket(l2lab.KIT_PAIRS[0][0], frames.ETH_P_ARP)
+        try:
+            size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        finally:
+            sock.close()
+    assert size >= sockets.RECEIVE_BUFFER  # as root, SO_RCVBUFFORCE (the kernel doubles it)
