@@ -6,8 +6,13 @@ so the benchmark compares like with like), never timing assertions.
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 from ipaddress import ip_address
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -174,3 +179,43 @@ def test_speaker_rules_benchmark_compares_like_with_like(count: int) -> None:
     ours, theirs = outcomes(count)
     assert ours == theirs
     assert ours[0]  # something is wanted: the comparison is not vacuous
+
+
+# -- the ARP/NS line-rate benchmark, as a smoke run in network namespaces ---------------------
+
+
+@pytest.mark.netns
+def test_arp_line_rate_quick_run_measures_the_kernel_and_the_announcer(tmp_path: Path) -> None:
+    """A tiny run: both responders answer in the benchmark's lab, each answer is matched
+    to its request (no stray or duplicate answers), and the verdict lines are printed.
+    Not a timing check: the figures themselves are for the benchmark to report."""
+    if os.geteuid() != 0:
+        reason = "needs root (network namespaces)"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI is set, so this is a failure)")
+        pytest.skip(reason)
+    out = tmp_path / "rows.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.arp_line_rate", "--quick", "--json", str(out)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())
+    kinds = {(r["family"], r["responder"], r["load"]) for r in rows}
+    assert kinds == {
+        (family, responder, load)
+        for family in ("ARP", "NS")
+        for responder in ("kernel", "announcer")
+        for load in ("idle", "2 busy processes")
+    }
+    for row in rows:
+        assert row["sent"] == 300, row  # 1,000/s for 0.3 s, every request captured
+        assert row["answered_pct"] > 0, row
+        assert row["duplicates"] == 0, row
+        assert row["p50_us"] is not None, row
+        assert row["seen_p50_us"] is not None, row
+    assert "p50 <= 3x the kernel's" in result.stdout

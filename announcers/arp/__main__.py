@@ -4,7 +4,8 @@ Answers ARP and NDP for the addresses on IFACE with IFACE's MAC, announces them 
 (a round at once, then every 1.1 s until 5 s have passed; with ``--refresh``, a round every
 SECONDS afterwards), and runs until SIGTERM or SIGINT, which stop the answers at once and
 exit 0. A bad address, an unknown interface or a missing CAP_NET_RAW is one line on stderr
-and exit status 2, before any packet is sent.
+and exit status 2, before any packet is sent. SIGHUP is ignored with a log line: the
+interface and the addresses come from the command line, so there is nothing to re-read.
 """
 
 from __future__ import annotations
@@ -88,13 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s", stream=sys.stderr
     )
     stop_signals = {signal.SIGTERM, signal.SIGINT}
+    taken_signals = stop_signals | {signal.SIGHUP}
     try:
         refresh = _refresh(args.refresh)
         addresses = _addresses(args.addresses)
         _check_environment(args.interface)
         # Block the stop signals before any thread exists, so that every thread inherits the
         # mask and the main thread alone takes them, synchronously, with sigwait.
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        signal.pthread_sigmask(signal.SIG_BLOCK, taken_signals)
         announcer = L2Announcer(refresh=refresh)
         try:
             for address in addresses:
@@ -112,11 +114,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.interface,
         "" if refresh is None else f", announcing again every {refresh:g} s",
     )
+    log = logging.getLogger("announcers.arp")
     try:
-        received = signal.sigwait(stop_signals)
+        while (received := signal.sigwait(taken_signals)) not in stop_signals:
+            # A daemon convention asks for a reload on SIGHUP; there is nothing to reload,
+            # and dying of it (the default action) would drop every address.
+            log.info(
+                "SIGHUP: ignored (the interface and addresses come from the command line; "
+                "restart to change them)"
+            )
     finally:
         announcer.close()
-    logging.getLogger("announcers.arp").info("%s: stopped answering", signal.Signals(received).name)
+    log.info("%s: stopped answering", signal.Signals(received).name)
     return 0
 
 

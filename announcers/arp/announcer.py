@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
+import math
 import os
 import selectors
 import socket
@@ -26,8 +28,9 @@ from dataclasses import dataclass, fields
 from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
 
-from announcers.arp import frames, sockets
+from announcers.arp import bpf, frames, sockets
 from announcers.arp.decision import Decision, InterfaceView, Verdict, decide
+from announcers.arp.fastpath import ReplyTable
 from announcers.arp.schedule import DEFAULT_INTERVAL, DEFAULT_WINDOW, RoundSchedule
 from announcers.base import AnnouncerClosedError, IPAddress
 
@@ -35,10 +38,17 @@ __all__ = ["Counters", "L2Announcer", "check_address"]
 
 log = logging.getLogger("announcers.arp")
 
-_RECV_BATCH = 64  # frames read per socket per wake-up, so one busy interface cannot starve
+_RECV_BATCH = 256  # frames read per socket per pass, so one busy interface cannot starve
+_RECV_SIZE = 4096  # ARP and NDP frames are short; anything longer is not answered anyway
+_FILTER_SETTLE = 0.05  # seconds without changes before the exact BPF filter is rebuilt
 _REVIVE_EVERY = 5.0  # seconds between attempts to reopen a vanished interface
 _LOG_EVERY = 10.0  # seconds between two conflict or probe lines for the same address and MAC
 _LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+DEFAULT_REASSERT_EVERY = 5.0
+"""Seconds between two re-assertions of one address on one interface after conflicts."""
+_RESTART_FIRST = 0.1  # seconds before a failed thread is started again ...
+_RESTART_MAX = 5.0  # ... doubling up to this while it keeps failing ...
+_RESTART_RESET = 60.0  # ... and back to the first after it ran this long
 
 
 def check_address(ip: object) -> IPAddress:
@@ -61,18 +71,25 @@ def check_address(ip: object) -> IPAddress:
 class Counters:
     """What the announcer has done, since it was created (for metrics).
 
+    ``received``: frames the kernel's filter let through to the announcer;
     ``arp_answered``: ARP requests answered; ``ndp_answered``: Neighbor Solicitations
     answered; ``arp_announcements`` / ``ndp_announcements``: gratuitous ARPs and unsolicited
     Neighbor Advertisements sent; ``conflicts``: frames in which another MAC claimed an
-    announced address; ``send_errors``: frames the kernel refused to send.
+    announced address; ``send_errors``: frames the kernel refused to send;
+    ``reasserts``: announcement rounds sent because another MAC claimed an announced
+    address; ``thread_restarts``: times the receiving thread failed on an unexpected error and was
+    started again.
     """
 
+    received: int = 0
     arp_answered: int = 0
     ndp_answered: int = 0
     arp_announcements: int = 0
     ndp_announcements: int = 0
     conflicts: int = 0
     send_errors: int = 0
+    reasserts: int = 0
+    thread_restarts: int = 0
 
     @property
     def answered(self) -> int:
@@ -90,6 +107,30 @@ class Counters:
         )
 
 
+class _Tally:
+    """Mutable counters of one responder: bumped per frame without building objects."""
+
+    __slots__ = (
+        "arp_announcements",
+        "arp_answered",
+        "conflicts",
+        "ndp_announcements",
+        "ndp_answered",
+        "reasserts",
+        "received",
+        "send_errors",
+        "thread_restarts",
+    )
+
+    def __init__(self) -> None:
+        self.received = self.arp_answered = self.ndp_answered = 0
+        self.arp_announcements = self.ndp_announcements = self.conflicts = 0
+        self.send_errors = self.reasserts = self.thread_restarts = 0
+
+    def snapshot(self) -> Counters:
+        return Counters(**{name: getattr(self, name) for name in self.__slots__})
+
+
 class _Responder:
     """The sockets of one interface: a packet socket per family, opened on first use, and
     the solicited-node memberships."""
@@ -102,16 +143,17 @@ class _Responder:
         self.memberships = sockets.GroupMemberships(self.ifindex)
         self.mac = b""
         self.view = InterfaceView(name=name, mac=bytes(6))
-        self.counters = Counters()
+        self.table = ReplyTable(bytes(6))
+        self.tally = _Tally()
 
     def socket_for(self, ip: IPAddress) -> socket.socket:
         """The socket of ``ip``'s family, opened if needed (raises on failure)."""
         if isinstance(ip, IPv4Address):
             if self.arp is None:
-                self.arp = self._open(frames.ETH_P_ARP, None)
+                self.arp = self._open(frames.ETH_P_ARP, bpf.prefilter(ndp=False))
             return self.arp
         if self.ndp is None:
-            self.ndp = self._open(frames.ETH_P_IPV6, sockets.NDP_FILTER)
+            self.ndp = self._open(frames.ETH_P_IPV6, bpf.prefilter(ndp=True))
         return self.ndp
 
     def _open(self, ethertype: int, bpf: bytes | None) -> socket.socket:
@@ -149,6 +191,10 @@ class L2Announcer:
       passed, then, with ``refresh``, every ``refresh`` seconds for as long as it is held.
       A round is a gratuitous ARP request (IPv4) or an unsolicited NA to ff02::1 with O=1
       and a Target link-layer option (IPv6).
+    - When another MAC claims an announced address (a gratuitous ARP, an ARP reply or
+      request with it as sender, a Neighbor Advertisement for it), the conflict is counted
+      and logged, and the address is **re-asserted** with one announcement round, at most
+      once every ``reassert_every`` seconds (5 s) per address and interface.
     - ``withdraw(ip, interface)`` stops answering and announcing at once, and leaves the
       group after its last address.
     - ``close()`` stops everything and closes every socket.
@@ -161,8 +207,8 @@ class L2Announcer:
 
     >>> announcer = L2Announcer(refresh=60.0)  # opens nothing until the first announce
     >>> announcer.counters()
-    Counters(arp_answered=0, ndp_answered=0, arp_announcements=0, ndp_announcements=0, \
-conflicts=0, send_errors=0)
+    Counters(received=0, arp_answered=0, ndp_answered=0, arp_announcements=0, \
+ndp_announcements=0, conflicts=0, send_errors=0, reasserts=0, thread_restarts=0)
     >>> announcer.close()
     """
 
@@ -172,6 +218,7 @@ conflicts=0, send_errors=0)
         interval: float = DEFAULT_INTERVAL,
         window: float = DEFAULT_WINDOW,
         refresh: float | None = None,
+        reassert_every: float = DEFAULT_REASSERT_EVERY,
         announce_on_takeover: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -179,6 +226,8 @@ conflicts=0, send_errors=0)
             interval, window, refresh
         )
         self._announce_on_takeover = announce_on_takeover
+        self._reassert_every = reassert_every
+        self._reasserted: dict[tuple[IPAddress, str], float] = {}
         self._clock = clock
         self._lock = threading.Lock()
         self._announced: dict[IPAddress, set[str]] = {}
@@ -192,6 +241,12 @@ conflicts=0, send_errors=0)
         self._to_unregister: list[socket.socket] = []
         self._logged: dict[tuple[Verdict, IPAddress | None, bytes | None], float] = {}
         self._closed = False
+        self._failing = False
+        # (interface, IP version) -> (when its address set last changed, a change number);
+        # the thread rebuilds the exact BPF filter once it has been stable for
+        # _FILTER_SETTLE seconds, and attaches it only if no change came meanwhile.
+        self._dirty_filters: dict[tuple[str, int], tuple[float, int]] = {}
+        self._changes = itertools.count()
         self._thread: threading.Thread | None = None
         self._wake_r = self._wake_w = -1
 
@@ -223,6 +278,8 @@ conflicts=0, send_errors=0)
                 self._join(responder, ip)
             self._announced.setdefault(ip, set()).add(interface)
             self._publish()
+            responder.table.add(ip)
+            self._filter_changed(responder, ip, added=True)
             key = (ip, interface)
             if self._announce_on_takeover:
                 self._send_round(responder, ip)
@@ -243,10 +300,15 @@ conflicts=0, send_errors=0)
                 del self._announced[ip]
             self._publish()
             self._schedule.cancel((ip, interface))
+            self._reasserted.pop((ip, interface), None)
             responder = self._responders.get(interface)
-            if responder is not None and isinstance(ip, IPv6Address):
-                responder.memberships.leave(frames.solicited_node_group(ip))
+            if responder is not None:
+                responder.table.remove(ip)
+                self._filter_changed(responder, ip, added=False)
+                if isinstance(ip, IPv6Address):
+                    responder.memberships.leave(frames.solicited_node_group(ip))
             log.info("stopped answering for %s on %s", ip, interface)
+        self._wake()  # the filter is rebuilt by the thread
 
     def close(self) -> None:
         """Stop answering for everything at once, stop the thread, close every socket."""
@@ -263,7 +325,7 @@ conflicts=0, send_errors=0)
             thread.join()
         with self._lock:
             for responder in self._responders.values():
-                self._retired += responder.counters
+                self._retired += responder.tally.snapshot()
                 responder.close()
             self._responders.clear()
             for sock in self._to_unregister:
@@ -283,15 +345,25 @@ conflicts=0, send_errors=0)
         view = self._view
         return frozenset((ip, name) for ip, names in view.items() for name in names)
 
+    @property
+    def healthy(self) -> bool:
+        """False while the receiving thread is down after an unexpected error (it is being
+        restarted: see ``Counters.thread_restarts`` and the log), or once it is gone;
+        True otherwise, including before the first announcement and after :meth:`close`."""
+        with self._lock:
+            if self._closed or self._thread is None:
+                return True
+            return not self._failing and self._thread.is_alive()
+
     def counters(self, interface: str | None = None) -> Counters:
         """What has been sent and seen, in total or on one ``interface``."""
         with self._lock:
             if interface is not None:
                 responder = self._responders.get(interface)
-                return responder.counters if responder is not None else Counters()
+                return responder.tally.snapshot() if responder is not None else Counters()
             total = self._retired
             for responder in self._responders.values():
-                total += responder.counters
+                total += responder.tally.snapshot()
             return total
 
     def __enter__(self) -> L2Announcer:
@@ -315,6 +387,33 @@ conflicts=0, send_errors=0)
         for responder in self._responders.values():
             if responder.mac:
                 responder.view = InterfaceView(responder.name, responder.mac, own)
+                table = ReplyTable(responder.mac, own)
+                for ip, names in self._announced.items():
+                    if responder.name in names:
+                        table.add(ip)
+                responder.table = table
+
+    def _filter_changed(self, responder: _Responder, ip: IPAddress, *, added: bool) -> None:
+        """The address set of ``ip``'s family changed on ``responder``: an added address
+        must pass at once, so the cheap prefilter replaces the exact filter until the
+        thread rebuilds it; a removed one may keep passing meanwhile (user space drops it)."""
+        ndp = isinstance(ip, IPv6Address)
+        sock = responder.ndp if ndp else responder.arp
+        if sock is None:
+            return
+        if added:
+            try:
+                sockets.attach_filter(sock, bpf.prefilter(ndp))
+            except OSError as error:
+                log.warning("cannot attach a filter on %s: %s", responder.name, error.strerror)
+        self._dirty_filters[(responder.name, ip.version)] = (self._clock(), next(self._changes))
+
+    @property
+    def filters_pending(self) -> bool:
+        """True while an interface's exact BPF filter waits to be rebuilt (the cheap
+        prefilter is attached meanwhile); for tests and debugging."""
+        with self._lock:
+            return bool(self._dirty_filters)
 
     def _publish(self) -> None:
         self._view = MappingProxyType(
@@ -337,7 +436,9 @@ conflicts=0, send_errors=0)
             )
 
     def _count(self, responder: _Responder, **increments: int) -> None:
-        responder.counters += Counters(**increments)
+        tally = responder.tally
+        for name, increment in increments.items():
+            setattr(tally, name, getattr(tally, name) + increment)
 
     def _send(self, responder: _Responder, sock: socket.socket | None, frame: bytes) -> bool:
         if sock is None:
@@ -365,7 +466,7 @@ conflicts=0, send_errors=0)
         if self._thread is not None:
             return
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._thread = threading.Thread(target=self._run, name="l2-announcer", daemon=True)
+        self._thread = threading.Thread(target=self._supervise, name="l2-announcer", daemon=True)
         self._thread.start()
 
     def _wake(self) -> None:
@@ -375,10 +476,41 @@ conflicts=0, send_errors=0)
 
     # -- the background thread -------------------------------------------------------------
 
+    def _supervise(self) -> None:
+        """Run the receive loop; if it fails on an unexpected error, log it, count it and
+        start it again (after 0.1 s, doubling up to 5 s while it keeps failing at once), so
+        that one bad frame or a bug never leaves the addresses silently unanswered."""
+        backoff = _RESTART_FIRST
+        while True:
+            started = time.monotonic()
+            try:
+                self._run()
+                return  # closed
+            except Exception:
+                log.exception("the L2 announcer's thread failed; restarting it")
+            with self._lock:
+                self._retired += Counters(thread_restarts=1)
+                self._failing = True
+                if self._closed:
+                    return
+            if time.monotonic() - started > _RESTART_RESET:
+                backoff = _RESTART_FIRST
+            time.sleep(backoff)
+            backoff = min(backoff * 2, _RESTART_MAX)
+            log.warning("the L2 announcer's thread restarted; answering again")
+
     def _run(self) -> None:
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ, None)
         next_revive = self._clock() + _REVIVE_EVERY
+        with self._lock:
+            # On a restart, every socket opened so far is registered again.
+            self._to_register = [
+                (sock, responder)
+                for responder in self._responders.values()
+                for sock in responder.open_sockets()
+            ]
+            self._failing = False
         try:
             while True:
                 with self._lock:
@@ -395,6 +527,9 @@ conflicts=0, send_errors=0)
                     deadline = self._schedule.next_deadline()
                     if self._orphans:
                         deadline = next_revive if deadline is None else min(deadline, next_revive)
+                    if self._dirty_filters:
+                        settled = min(t for t, _ in self._dirty_filters.values()) + _FILTER_SETTLE
+                        deadline = settled if deadline is None else min(deadline, settled)
                 timeout = None if deadline is None else max(0.0, deadline - self._clock())
                 for key, _ in selector.select(timeout):
                     if key.data is None:
@@ -404,12 +539,11 @@ conflicts=0, send_errors=0)
                         self._receive(key.fileobj, key.data)  # type: ignore[arg-type]
                 now = self._clock()
                 self._send_due_rounds(now)
+                if self._dirty_filters:
+                    self._rebuild_filters(now)
                 if self._orphans and now >= next_revive:
                     next_revive = now + _REVIVE_EVERY
                     self._revive()
-        except Exception:
-            log.exception("the L2 announcer's thread failed; nothing is answered any more")
-            raise
         finally:
             selector.close()
 
@@ -420,15 +554,69 @@ conflicts=0, send_errors=0)
                 if responder is not None and interface in self._announced.get(ip, ()):
                     self._send_round(responder, ip)
 
+    def _rebuild_filters(self, now: float) -> None:
+        """Attach the exact filter where the address set has been stable long enough."""
+        jobs = []
+        with self._lock:
+            for key, stamp in list(self._dirty_filters.items()):
+                if now - stamp[0] < _FILTER_SETTLE:
+                    continue
+                name, version = key
+                responder = self._responders.get(name)
+                sock = (
+                    None if responder is None else responder.arp if version == 4 else responder.ndp
+                )
+                if responder is None or sock is None:
+                    del self._dirty_filters[key]
+                    continue
+                packed = [ip.packed for ip in responder.table.addresses() if ip.version == version]
+                jobs.append((key, stamp, responder, sock, packed))
+        for key, stamp, responder, sock, packed in jobs:
+            program = bpf.arp_filter(packed) if key[1] == 4 else bpf.ndp_filter(packed)
+            with self._lock:
+                if self._dirty_filters.get(key) != stamp:
+                    continue  # changed again meanwhile: rebuilt later
+                del self._dirty_filters[key]
+                if sock not in responder.open_sockets():
+                    continue
+                try:
+                    sockets.attach_filter(sock, program)
+                except OSError as error:  # the prefilter stays: correct, only slower
+                    log.warning("cannot attach a filter on %s: %s", key[0], error.strerror)
+
     def _receive(self, sock: socket.socket, responder: _Responder) -> None:
+        """Read until the socket is empty (at most _RECV_BATCH frames per pass): answer the
+        plain requests from the prebuilt table, ask ``decide`` about everything else."""
+        recvfrom = sock.recvfrom
+        tally = responder.tally
         for _ in range(_RECV_BATCH):
             try:
-                frame, address = sock.recvfrom(65535)
+                frame, address = recvfrom(_RECV_SIZE)
             except BlockingIOError:
                 return
             except OSError as error:
                 self._socket_error(sock, responder, error)
                 return
+            tally.received += 1
+            fast = responder.table.answer(frame, address[2])
+            if fast is not None:
+                reply, key, _ = fast
+                with self._lock:
+                    # Re-check under the lock: a withdraw that returned must never be
+                    # answered after (withdraw updates the current table under the lock).
+                    if not responder.table.holds(key):
+                        continue
+                    try:
+                        sock.send(reply, socket.MSG_DONTWAIT)
+                    except OSError as error:
+                        tally.send_errors += 1
+                        log.warning("cannot send on %s: %s", responder.name, error.strerror)
+                        continue
+                    if len(key) == 4:
+                        tally.arp_answered += 1
+                    else:
+                        tally.ndp_answered += 1
+                continue
             decision = decide(frame, address[2], responder.view, self._view)
             if decision.verdict is Verdict.ANSWER:
                 self._answer(sock, responder, decision)
@@ -457,19 +645,38 @@ conflicts=0, send_errors=0)
                     self._count(responder, ndp_answered=1)
 
     def _conflict(self, responder: _Responder, decision: Decision) -> None:
-        assert decision.address is not None
-        assert decision.peer_mac is not None
+        """Another MAC claims an address announced here: count it, log it (rate-limited),
+        and re-assert the address with an announcement round, at most once every
+        ``reassert_every`` seconds per address and interface, so that clients the other
+        frame moved come back while two hosts claiming one address (split brain, a static
+        address typed twice) cannot turn into a storm."""
+        address, peer = decision.address, decision.peer_mac
+        assert address is not None
+        assert peer is not None
+        now = self._clock()
+        key = (address, responder.name)
+        reasserted = False
         with self._lock:
             self._count(responder, conflicts=1)
-        if not self._should_log(decision):
+            if (
+                self._announce_on_takeover
+                and responder.name in self._announced.get(address, ())
+                and now - self._reasserted.get(key, -math.inf) >= self._reassert_every
+            ):
+                self._reasserted[key] = now
+                self._send_round(responder, address)
+                self._count(responder, reasserts=1)
+                reasserted = True
+        if not (self._should_log(decision) or reasserted):
             return
         log.warning(
             "conflict: %s also claims %s on %s (this node announces it from %s); "
-            "clients may reach either host",
-            frames.format_mac(decision.peer_mac),
-            decision.address,
+            "clients may reach either host%s",
+            frames.format_mac(peer),
+            address,
             responder.name,
             frames.format_mac(responder.mac),
+            "; re-asserting with an announcement round" if reasserted else "",
         )
 
     def _should_log(self, decision: Decision) -> bool:
@@ -500,7 +707,7 @@ conflicts=0, send_errors=0)
                 return  # an old socket of an interface already handled
             log.warning("interface %s is gone (%s); will retry", responder.name, error.strerror)
             del self._responders[responder.name]
-            self._retired += responder.counters
+            self._retired += responder.tally.snapshot()
             self._to_unregister.extend(responder.open_sockets())
             responder.arp = responder.ndp = None
             responder.memberships.close()
@@ -538,6 +745,8 @@ conflicts=0, send_errors=0)
                 self._refresh_views()
                 log.info("interface %s is back; answering again", name)
                 for ip in ips:
+                    # The new sockets carry the prefilter: rebuild the exact one.
+                    self._dirty_filters[(name, ip.version)] = (self._clock(), next(self._changes))
                     if self._announce_on_takeover:
                         self._send_round(responder, ip)
                         self._schedule.start((ip, name), self._clock())

@@ -7,11 +7,19 @@ announced now; it returns a :class:`Decision` whose :attr:`~Decision.verdict` is
 
 The order of the checks, for ARP and NDP alike:
 
-1. our own transmission echoed back (``PACKET_OUTGOING``) -> ``outgoing copy``;
+1. our own transmission echoed back (``PACKET_OUTGOING``) -> ``outgoing copy``; a frame the
+   kernel marked ``PACKET_OTHERHOST`` (unicast to another MAC, or 802.1Q-tagged with a VLAN
+   this host has no interface for: the kernel strips the tag before handing it to the
+   socket, so this mark is all that is left of it) -> ``not addressed to us``;
 2. cannot be decoded, or fails RFC 4861 validation (checksum, code, hop limit 255,
    a multicast solicitation without a Source link-layer option, a solicitation from ``::``
    with one) -> ``malformed``;
 3. sent from one of our own MACs -> ``own frame``;
+   sent from an address no host may use as a source (RFC 1122 §3.2.1.3, RFC 4291
+   §2.7; as the kernel's ``arp_process`` and ``ndisc_recv_ns``): ARP from 255.255.255.255,
+   a multicast, a loopback or a 0.x.x.x address other than 0.0.0.0, or with a multicast
+   sender MAC; NDP from a multicast or the loopback address, or with a multicast
+   link-layer option -> ``bad sender``;
 4. another MAC claims an address we announce on this interface (a gratuitous ARP, an ARP
    reply, or a Neighbor Advertisement for it) -> ``conflict``, which the shell logs;
 5. not an ARP request / Neighbor Solicitation -> ``not a request``;
@@ -49,13 +57,15 @@ from ipaddress import IPv4Address, IPv6Address
 from announcers.arp import frames
 from announcers.base import IPAddress
 
-__all__ = ["Announced", "Decision", "InterfaceView", "Verdict", "decide"]
+__all__ = ["Announced", "Decision", "InterfaceView", "Verdict", "bad_ipv4_sender", "decide"]
 
 Announced = Mapping[IPv4Address | IPv6Address, frozenset[str]]
 """What is announced now: each address, mapped to the interfaces it is announced on."""
 
 PACKET_OUTGOING = socket.PACKET_OUTGOING
+PACKET_OTHERHOST = socket.PACKET_OTHERHOST
 _ETHERTYPE = slice(12, 14)
+_LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 
 
 class Verdict(StrEnum):
@@ -71,6 +81,7 @@ class Verdict(StrEnum):
     NOT_OUR_ADDRESS = "not our address"
     WRONG_INTERFACE = "wrong interface"
     PROBE = "probe"
+    BAD_SENDER = "bad sender"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,8 @@ def decide(frame: bytes, pkttype: int, interface: InterfaceView, announced: Anno
     """
     if pkttype == PACKET_OUTGOING:
         return Decision(Verdict.OUTGOING_COPY)
+    if pkttype == PACKET_OTHERHOST:
+        return Decision(Verdict.NOT_ADDRESSED_TO_US)
     ethertype = frame[_ETHERTYPE]
     if ethertype == frames.ETH_P_ARP.to_bytes(2, "big"):
         return _decide_arp(frame, interface, announced)
@@ -136,6 +149,18 @@ def _locate(address: IPAddress, interface: str, announced: Announced) -> Verdict
     return None
 
 
+def bad_ipv4_sender(ip: IPv4Address) -> bool:
+    """An address no host may send from (0.0.0.0 itself excepted: it is a probe)."""
+    first = ip.packed[0]
+    if first == 0:
+        return ip != frames.UNSPECIFIED_IPV4
+    return first == 127 or 224 <= first < 240 or ip == _LIMITED_BROADCAST
+
+
+def _bad_mac(mac: bytes | None) -> bool:
+    return mac is not None and bool(mac[0] & 1)
+
+
 def _decide_arp(frame: bytes, interface: InterfaceView, announced: Announced) -> Decision:
     try:
         arp = frames.ArpFrame.decode(frame)
@@ -143,6 +168,8 @@ def _decide_arp(frame: bytes, interface: InterfaceView, announced: Announced) ->
         return Decision(Verdict.MALFORMED)
     if arp.sender_mac in interface.own_macs or arp.eth_src in interface.own_macs:
         return Decision(Verdict.OWN_FRAME, peer_mac=arp.eth_src)
+    if bad_ipv4_sender(arp.sender_ip) or _bad_mac(arp.sender_mac) or _bad_mac(arp.eth_src):
+        return Decision(Verdict.BAD_SENDER, peer_mac=arp.eth_src)
     if (
         arp.sender_ip != frames.UNSPECIFIED_IPV4
         and _locate(arp.sender_ip, interface.name, announced) is None
@@ -178,6 +205,16 @@ def _decide_ndp(  # noqa: C901 - a flat table: one verdict per RFC 4861 §7.1.1 
         return Decision(Verdict.MALFORMED, peer_mac=message.eth_src)
     if message.eth_src in interface.own_macs:
         return Decision(Verdict.OWN_FRAME, peer_mac=message.eth_src)
+    lla = message.source_lla if isinstance(message, frames.NeighborSolicitation) else None
+    if (
+        message.src.is_multicast
+        or message.src.is_loopback
+        or _bad_mac(message.eth_src)
+        or _bad_mac(lla)
+    ):
+        # RFC 4291 §2.7: a multicast address is never a source; answering would send S=1
+        # to a group (RFC 4861 §7.2.4 answers a solicitation to its unicast source only).
+        return Decision(Verdict.BAD_SENDER, peer_mac=message.eth_src)
     if isinstance(message, frames.NeighborAdvertisement):
         claimed_by = message.target_lla or message.eth_src
         if (

@@ -10,9 +10,9 @@ The forms this project sends, and why (measured against Linux clients, see ``doc
 - Announcement, IPv4: a gratuitous ARP in *request* form, SPA = TPA = the address
   (:func:`gratuitous_arp_request`). Linux applies it even within its 1 s ``locktime``; a
   broadcast reply counts as gratuitous only when THA = SHA (:func:`gratuitous_arp_reply`).
-- Answer to a Neighbor Solicitation: an NA with S=1, O=1 and a Target link-layer address
-  option, sourced from the target address itself, as the Linux kernel answers
-  (:func:`solicited_advertisement`).
+- Answer to a Neighbor Solicitation: exactly the Linux kernel's answer, sourced from the
+  target address itself: S=1, O=1 and a Target link-layer address option to a multicast
+  solicitation, S=1, O=0 and no option to a unicast one (:func:`solicited_advertisement`).
 - Announcement, IPv6: an unsolicited NA to ff02::1 with S=0, O=1 and a *Target* link-layer
   address option (:func:`unsolicited_advertisement`); an NA with O=0 or with only a Source
   link-layer option does not move a Linux client's neighbour entry.
@@ -580,15 +580,30 @@ def neighbor_solicitation(
 def solicited_advertisement(
     solicitation: NeighborSolicitation, mac: bytes
 ) -> NeighborAdvertisement:
-    """The answer to ``solicitation``: "``target`` is at ``mac``", S=1, O=1, with a Target
-    link-layer option, from the target address to the soliciting address.
+    """The answer to ``solicitation``: "``target`` is at ``mac``", from the target address to
+    the soliciting address, exactly as the Linux kernel answers for its own address
+    (``ndisc_recv_ns``, measured in network namespaces):
 
-    This is the Linux kernel's own form. The source is the target address rather than a
-    link-local address because ndisc6 (and perhaps other user-space clients) ignore answers
-    from another source; O=1 because this node owns the address (it is not a proxy), so a
-    client that cached another MAC must switch. The frame goes to the Source link-layer
-    address if the solicitation had one, else back to its Ethernet source.
+    - to a **multicast** solicitation (address resolution): S=1, O=1 and a Target
+      link-layer option carrying ``mac`` (86 bytes);
+    - to a **unicast** solicitation (a reachability probe sent to our MAC, RFC 4861 §7.2.4):
+      S=1, O=0 and no option (78 bytes). The asker already holds our MAC; the answer only
+      confirms it.
+
+    The source is the target address rather than a link-local address because ndisc6 (and
+    perhaps other user-space clients) ignore answers from another source. The frame goes to
+    the Source link-layer address if the solicitation had one, else back to its Ethernet
+    source.
+
+    >>> asker = parse_mac("02:00:00:00:00:99")
+    >>> probe = neighbor_solicitation(
+    ...     asker, IPv6Address("fe80::99"), IPv6Address("2001:db8::10"), unicast_to=bytes(6)
+    ... )
+    >>> answer = solicited_advertisement(probe, parse_mac("02:00:00:00:00:01"))
+    >>> (answer.solicited, answer.override, answer.target_lla, len(answer.encode()))
+    (True, False, None, 78)
     """
+    multicast = solicitation.dst.is_multicast
     return NeighborAdvertisement(
         eth_dst=solicitation.source_lla or solicitation.eth_src,
         eth_src=mac,
@@ -597,8 +612,8 @@ def solicited_advertisement(
         target=solicitation.target,
         router=False,
         solicited=True,
-        override=True,
-        target_lla=mac,
+        override=multicast,
+        target_lla=mac if multicast else None,
     )
 
 

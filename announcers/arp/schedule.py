@@ -16,6 +16,8 @@ is held (switch FDB entries age out in 300 s, gateway ARP caches often last long
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
@@ -44,6 +46,10 @@ class RoundSchedule(Generic[K]):
     takeover those rounds continue (a round is sent at ``k * interval`` while that is at
     most ``window``); ``refresh``: if set, a round every ``refresh`` seconds after the last
     one, forever.
+
+    A heap orders the rounds: :meth:`next_deadline` is O(1) (amortised) and :meth:`due`
+    costs O(log n) per round it returns, so a thread that asks on every wake-up pays
+    nothing for the number of addresses held.
     """
 
     def __init__(
@@ -62,6 +68,9 @@ class RoundSchedule(Generic[K]):
         self.window = window
         self.refresh = refresh
         self._entries: dict[K, _Entry] = {}
+        # (due, tie-breaker, key, entry); stale items (cancelled, restarted) are skipped.
+        self._heap: list[tuple[float, int, K, _Entry]] = []
+        self._tie = itertools.count()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -77,6 +86,7 @@ class RoundSchedule(Generic[K]):
         entry = _Entry(started=now, next_due=now)
         if self._advance(entry):
             self._entries[key] = entry
+            self._push(key, entry)
         else:
             self._entries.pop(key, None)
 
@@ -87,25 +97,43 @@ class RoundSchedule(Generic[K]):
     def clear(self) -> None:
         """No more rounds for anything."""
         self._entries.clear()
+        self._heap.clear()
+
+    def _push(self, key: K, entry: _Entry) -> None:
+        heapq.heappush(self._heap, (entry.next_due, next(self._tie), key, entry))
+
+    def _drop_stale(self) -> None:
+        heap = self._heap
+        while heap:
+            due, _, key, entry = heap[0]
+            if self._entries.get(key) is entry and entry.next_due == due:
+                return
+            heapq.heappop(heap)
 
     def next_deadline(self) -> float | None:
         """When the earliest round is due, or ``None`` if none is scheduled."""
-        return min((entry.next_due for entry in self._entries.values()), default=None)
+        self._drop_stale()
+        return self._heap[0][0] if self._heap else None
 
     def due(self, now: float) -> list[K]:
         """The keys whose round is due at ``now``, each once, scheduling their next round.
 
         A round that is late by more than a whole interval is not repeated to catch up.
         """
-        keys = [key for key, entry in self._entries.items() if entry.next_due <= now]
-        for key in keys:
-            entry = self._entries[key]
+        keys: list[K] = []
+        while True:
+            self._drop_stale()
+            if not self._heap or self._heap[0][0] > now:
+                return keys
+            _, _, key, entry = heapq.heappop(self._heap)
+            keys.append(key)
             # Skip rounds that were missed (a suspended process), but keep the grid.
             while entry.next_due <= now:
                 if not self._advance(entry):
                     del self._entries[key]
                     break
-        return keys
+            else:
+                self._push(key, entry)
 
     def times(self, key: K, until: float) -> Iterator[float]:
         """The times of the rounds still to come for ``key``, up to ``until`` (for tests and

@@ -13,6 +13,13 @@
                                                              per ``protocol``
 ``metallb_core_speaker_conflicts_total``            counter  frames in which another MAC
                                                              claimed an announced address
+``metallb_core_speaker_reasserts_total``            counter  announcement rounds sent again
+                                                             because another MAC claimed an
+                                                             announced address
+``metallb_core_speaker_responder_restarts_total``   counter  restarts of the announcer's
+                                                             receiving thread after a failure
+``metallb_core_speaker_responder_healthy``          gauge    1 while that thread runs, 0 while
+                                                             it is down after a failure
 ``metallb_core_speaker_alive_nodes``                gauge    nodes whose speaker Lease is fresh
 ``metallb_core_speaker_lease_renewals_total``       counter  renewals of this node's Lease
 ``metallb_core_speaker_lease_renewal_errors_total`` counter  renewals that failed
@@ -31,7 +38,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from announcers.kubernetes.metrics import Exposition
@@ -51,7 +58,7 @@ class _AnnouncerCollector(Collector):
     def __init__(self, announcer: object) -> None:
         self._announcer = announcer
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         counters = (
             self._announcer.counters() if isinstance(self._announcer, CountingAnnouncer) else None
         )
@@ -78,7 +85,22 @@ class _AnnouncerCollector(Collector):
             "Frames in which another MAC claimed an address this node announces.",
         )
         conflicts.add_metric([], value("conflicts"))
-        yield from (answered, sent, conflicts)
+        reasserts = CounterMetricFamily(
+            "metallb_core_speaker_reasserts",
+            "Announcement rounds sent again because another MAC claimed an announced address.",
+        )
+        reasserts.add_metric([], value("reasserts"))
+        restarts = CounterMetricFamily(
+            "metallb_core_speaker_responder_restarts",
+            "Restarts of the announcer's receiving thread after an unexpected failure.",
+        )
+        restarts.add_metric([], value("thread_restarts"))
+        healthy = GaugeMetricFamily(
+            "metallb_core_speaker_responder_healthy",
+            "1 while the announcer's receiving thread runs, 0 while it is down after a failure.",
+        )
+        healthy.add_metric([], 1.0 if getattr(self._announcer, "healthy", True) else 0.0)
+        yield from (answered, sent, conflicts, reasserts, restarts, healthy)
 
 
 class SpeakerMetrics(Exposition):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from announcers.arp import frames
 from tests.support import l2lab, netns
 
 PROG = [sys.executable, "-m", "announcers.arp"]
@@ -113,5 +114,23 @@ def test_signal_stops_the_answers_and_exits_0(
         answered_before = client.who_has(VIP) is not None
         exit_status = process.stop(stop)
         assert (answered_before, exit_status, client.who_has(VIP)) == (True, 0, None)
+    finally:
+        process.stop(signal.SIGKILL)
+
+
+@pytest.mark.netns
+def test_sighup_is_logged_and_ignored(client: l2lab.WireClient, tmp_path: Path) -> None:
+    process = l2lab.spawn(
+        l2lab.KIT_NS,
+        [*PROG, "--interface", IFACE, str(VIP)],
+        tmp_path / "cli.log",
+        ready="running:",
+    )
+    try:
+        process.popen.send_signal(signal.SIGHUP)
+        l2lab.wait_for(lambda: "SIGHUP: ignored" in process.text(), 5.0, "the SIGHUP line")
+        assert process.popen.poll() is None
+        assert client.who_has(VIP) == frames.parse_mac(l2lab.KIT_MACS[IFACE])
+        assert process.stop(signal.SIGTERM) == 0
     finally:
         process.stop(signal.SIGKILL)

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from announcers.arp import frames
-from announcers.arp.decision import Announced, InterfaceView, Verdict, decide
+from announcers.arp.decision import Announced, InterfaceView, Verdict, bad_ipv4_sender, decide
 
 OUR_MAC = frames.parse_mac("02:00:00:00:00:01")
 OUR_OTHER_MAC = frames.parse_mac("02:00:00:00:00:02")  # our eth1
@@ -135,8 +135,23 @@ CASES: dict[str, Case] = {
     "stranger's gratuitous reply for our address": Case(
         frames.gratuitous_arp_reply(STRANGER_MAC, VIP4).encode(), BROADCAST, Verdict.CONFLICT
     ),
-    "stranger answering a request for our address": Case(
-        foreign_reply_claiming(VIP4), OTHERHOST, Verdict.CONFLICT
+    "stranger answering a request for our address, seen in promiscuous mode": Case(
+        # OTHERHOST could as well be another VLAN, where the address may be someone else's.
+        foreign_reply_claiming(VIP4),
+        OTHERHOST,
+        Verdict.NOT_ADDRESSED_TO_US,
+    ),
+    "stranger answering a request for our address, to our MAC": Case(
+        frames.arp_reply(frames.arp_request(OUR_MAC, CLIENT4, VIP4), STRANGER_MAC).encode(),
+        HOST,
+        Verdict.CONFLICT,
+    ),
+    "stranger's broadcast reply for our address (MetalLB's announcement)": Case(
+        frames.ArpFrame(
+            frames.BROADCAST_MAC, STRANGER_MAC, 2, STRANGER_MAC, VIP4, frames.BROADCAST_MAC, VIP4
+        ).encode(),
+        BROADCAST,
+        Verdict.CONFLICT,
     ),
     "stranger's gratuitous request for an address of another interface": Case(
         frames.gratuitous_arp_request(STRANGER_MAC, VIP4_ETH1).encode(),
@@ -234,6 +249,38 @@ CASES: dict[str, Case] = {
         Verdict.NOT_A_REQUEST,
     ),
     "ICMPv6 echo request": Case(echo_request(), HOST, Verdict.NOT_A_REQUEST),
+    # Frames of another VLAN: the kernel strips the 802.1Q tag and marks them OTHERHOST.
+    "request from another VLAN": Case(
+        request(VIP4).encode(), OTHERHOST, Verdict.NOT_ADDRESSED_TO_US
+    ),
+    "solicitation from another VLAN": Case(
+        solicitation(VIP6).encode(), OTHERHOST, Verdict.NOT_ADDRESSED_TO_US
+    ),
+    # Senders no host may use (the kernel's arp_process and ndisc_recv_ns drop them).
+    **{
+        f"request from {sender}": Case(
+            frames.arp_request(CLIENT_MAC, IPv4Address(sender), VIP4).encode(),
+            BROADCAST,
+            Verdict.BAD_SENDER,
+        )
+        for sender in ("255.255.255.255", "224.0.0.1", "239.1.2.3", "127.0.0.1", "0.1.2.3")
+    },
+    "request from a multicast MAC": Case(
+        frames.arp_request(frames.parse_mac("01:00:5e:00:00:01"), CLIENT4, VIP4).encode(),
+        BROADCAST,
+        Verdict.BAD_SENDER,
+    ),
+    "solicitation from ff02::1": Case(
+        solicitation(VIP6, src=IPv6Address("ff02::1")).encode(), MULTICAST, Verdict.BAD_SENDER
+    ),
+    "solicitation from ::1": Case(
+        solicitation(VIP6, src=IPv6Address("::1")).encode(), MULTICAST, Verdict.BAD_SENDER
+    ),
+    "stranger's announcement from a multicast source": Case(
+        frames.unsolicited_advertisement(STRANGER_MAC, VIP6, src=IPv6Address("ff02::1")).encode(),
+        MULTICAST,
+        Verdict.BAD_SENDER,
+    ),
     "UDP over IPv6": Case(ipv6_udp(), HOST, Verdict.NOT_A_REQUEST),
 }
 
@@ -254,6 +301,32 @@ def test_ndp_answer_is_the_solicited_advertisement_from_our_mac() -> None:
     question = solicitation(VIP6, unicast_to=OUR_MAC)
     decision = decide(question.encode(), HOST, ETH0, ANNOUNCED)
     assert decision.reply == frames.solicited_advertisement(question, OUR_MAC).encode()
+
+
+def test_multicast_solicitation_answer_has_override_and_target_option() -> None:
+    decision = decide(solicitation(VIP6).encode(), MULTICAST, ETH0, ANNOUNCED)
+    assert decision.reply is not None
+    answer = frames.decode_neighbor_discovery(decision.reply)
+    assert isinstance(answer, frames.NeighborAdvertisement)
+    assert (answer.solicited, answer.override, answer.target_lla) == (True, True, OUR_MAC)
+    assert len(decision.reply) == 86
+
+
+def test_unicast_solicitation_answer_is_the_kernels_78_bytes_without_override() -> None:
+    decision = decide(solicitation(VIP6, unicast_to=OUR_MAC).encode(), HOST, ETH0, ANNOUNCED)
+    assert decision.reply is not None
+    answer = frames.decode_neighbor_discovery(decision.reply)
+    assert isinstance(answer, frames.NeighborAdvertisement)
+    assert (answer.solicited, answer.override, answer.target_lla) == (True, False, None)
+    assert (answer.src, answer.dst, answer.eth_dst) == (VIP6, CLIENT6_LL, CLIENT_MAC)
+    assert len(decision.reply) == 78
+
+
+@given(ip=st.ip_addresses(v=4))
+def test_bad_ipv4_sender_is_what_the_kernel_calls_martian(ip: IPv4Address) -> None:
+    first = ip.packed[0]
+    martian = (first == 0 and int(ip) != 0) or first == 127 or 224 <= first <= 239
+    assert bad_ipv4_sender(ip) is (martian or ip == IPv4Address("255.255.255.255"))
 
 
 def test_answer_without_source_option_goes_to_the_ethernet_source() -> None:

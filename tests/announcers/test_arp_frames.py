@@ -51,6 +51,19 @@ KERNEL_SOLICITED_NA = bytes.fromhex(
     "60000000 0020 3a ff fd000044000000000000000000000001 fe80000000000000000000fffe04000c"
     "88 00 1b82 60000000 fd000044000000000000000000000001 02 01 020000040001"
 )
+# Captured (Linux 6.18, veth between two namespaces): a unicast reachability probe from
+# fd00:99::2 (02:00:00:aa:00:02) to fd00:99::1 at its MAC, with a Source-LLA option ...
+UNICAST_SOLICITATION = bytes.fromhex(
+    "0200 00aa 0001 0200 00aa 0002 86dd 6000 0000 0020 3aff fd00 0099 0000 0000 0000"
+    "0000 0000 0002 fd00 0099 0000 0000 0000 0000 0000 0001 8700 7c26 0000 0000 fd00"
+    "0099 0000 0000 0000 0000 0000 0001 0101 0200 00aa 0002"
+)
+# ... and the kernel's 78-byte answer: S=1, O=0, no Target-LLA option.
+KERNEL_UNICAST_NA = bytes.fromhex(
+    "0200 00aa 0002 0200 00aa 0001 86dd 6000 0000 0018 3aff fd00 0099 0000 0000 0000"
+    "0000 0000 0001 fd00 0099 0000 0000 0000 0000 0000 0002 8800 3edb 4000 0000 fd00"
+    "0099 0000 0000 0000 0000 0000 0001"
+)
 
 macs = st.binary(min_size=6, max_size=6)
 ipv4s = st.builds(IPv4Address, st.integers(0, 2**32 - 1))
@@ -80,6 +93,14 @@ def test_solicited_na_to_ndisc6_is_byte_identical_to_the_kernels() -> None:
     solicitation = frames.decode_neighbor_discovery(NDISC6_SOLICITATION)
     assert isinstance(solicitation, NeighborSolicitation)
     assert frames.solicited_advertisement(solicitation, NODE_MAC).encode() == KERNEL_SOLICITED_NA
+
+
+def test_na_to_a_unicast_probe_is_byte_identical_to_the_kernels() -> None:
+    solicitation = frames.decode_neighbor_discovery(UNICAST_SOLICITATION)
+    assert isinstance(solicitation, NeighborSolicitation)
+    answer = frames.solicited_advertisement(solicitation, frames.parse_mac("02:00:00:aa:00:01"))
+    assert answer.encode() == KERNEL_UNICAST_NA
+    assert len(KERNEL_UNICAST_NA) == 78
 
 
 def test_captured_solicitation_decodes_to_its_fields() -> None:

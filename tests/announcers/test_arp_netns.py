@@ -263,3 +263,46 @@ def test_sigterm_stops_the_answers_and_exits_0(lab: Lab) -> None:
     assert received(lab.arping("-c", "1", "-w", "1")) == 1
     assert node1.stop() == 0
     assert received(lab.arping("-c", "1", "-w", "1")) == 0
+
+
+_ROGUE = r"""
+import socket, sys
+from ipaddress import ip_address
+from announcers.arp import frames
+mac, ip = frames.parse_mac(sys.argv[2]), ip_address(sys.argv[3])
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+sock.bind((sys.argv[1], 0))
+if ip.version == 4:
+    sock.send(frames.gratuitous_arp_request(mac, ip).encode())
+else:
+    sock.send(frames.unsolicited_advertisement(mac, ip).encode())
+"""
+
+
+@FAMILIES
+def test_a_rogue_claim_moves_the_client_and_the_reassertion_moves_it_back(
+    lab: Lab, vip: IPAddress
+) -> None:
+    """Node 2 claims the address node 1 announces (a host with the address typed twice):
+    the client's entry follows the claim, and node 1's re-assertion brings it back."""
+    node1 = lab.announcer(N1, vip)
+    assert lab.curl(vip).stdout == N1
+    log = lab.workdir / f"monitor-{vip.version}.log"
+    with log.open("w") as out:
+        monitor = subprocess.Popen(
+            ["ip", "-n", CLIENT_NS, "monitor", "neigh", "dev", IFACE], stdout=out, text=True
+        )
+    try:
+        time.sleep(0.3)
+        rogue = [sys.executable, "-c", _ROGUE, IFACE, NODE_MAC[N2], str(vip)]
+        netns.in_ns(N2, *rogue)
+        l2lab.wait_for(lambda: "re-asserting" in node1.text(), 3.0, "node 1 re-asserting")
+        l2lab.wait_for(lambda: lab.neighbour(vip)[0] == NODE_MAC[N1], 3.0, "the entry back")
+        time.sleep(0.2)
+    finally:
+        monitor.terminate()
+        monitor.wait()
+    macs = re.findall(r"lladdr (\S+)", log.read_text())
+    assert NODE_MAC[N2] in macs  # the claim did move the client ...
+    assert macs[-1] == NODE_MAC[N1]  # ... and the re-assertion moved it back
+    assert lab.curl(vip).stdout == N1

@@ -113,3 +113,75 @@ def test_rounds_are_every_interval_up_to_the_window(interval: float, window: flo
     assert times == pytest.approx([T0 + k * interval for k in range(1, len(times) + 1)])
     assert all(t - T0 <= window + 1e-6 for t in times)
     assert (len(times) + 1) * interval > window - 1e-6  # no round missing at the end
+
+
+class NaiveSchedule:
+    """The obvious O(n) reference: every key's next round, scanned on every question."""
+
+    def __init__(self, interval: float, window: float, refresh: float | None) -> None:
+        self.interval, self.window, self.refresh = interval, window, refresh
+        self.entries: dict[str, tuple[float, float]] = {}  # key -> (started, next due)
+
+    def advance(self, started: float, due: float) -> float | None:
+        step = round((due - started) / self.interval)
+        following = started + (step + 1) * self.interval
+        if following <= started + self.window + 1e-9:
+            return following
+        return None if self.refresh is None else due + self.refresh
+
+    def start(self, key: str, now: float) -> None:
+        following = self.advance(now, now)
+        if following is None:
+            self.entries.pop(key, None)
+        else:
+            self.entries[key] = (now, following)
+
+    def due(self, now: float) -> set[str]:
+        keys = {key for key, (_, due) in self.entries.items() if due <= now}
+        for key in keys:
+            started, due = self.entries[key]
+            while due <= now:
+                following = self.advance(started, due)
+                if following is None:
+                    del self.entries[key]
+                    break
+                due = following
+            else:
+                self.entries[key] = (started, due)
+        return keys
+
+    def next_deadline(self) -> float | None:
+        return min((due for _, due in self.entries.values()), default=None)
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["start", "cancel", "due", "due"]),
+        st.sampled_from("abcde"),
+        st.floats(0.0, 3.0),
+    ),
+    max_size=40,
+)
+
+
+@given(ops=operations, refresh=st.sampled_from([None, 0.7, 2.5]))
+def test_the_heap_schedule_behaves_as_the_naive_one(
+    ops: list[tuple[str, str, float]], refresh: float | None
+) -> None:
+    schedule: RoundSchedule[str] = RoundSchedule(1.1, 5.0, refresh)
+    naive = NaiveSchedule(1.1, 5.0, refresh)
+    now = T0
+    for action, key, step in ops:
+        now += step
+        if action == "start":
+            schedule.start(key, now)
+            naive.start(key, now)
+        elif action == "cancel":
+            schedule.cancel(key)
+            naive.entries.pop(key, None)
+        else:
+            due = schedule.due(now)
+            assert len(due) == len(set(due))
+            assert set(due) == naive.due(now)
+        assert schedule.next_deadline() == naive.next_deadline()
+        assert len(schedule) == len(naive.entries)

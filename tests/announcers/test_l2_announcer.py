@@ -279,12 +279,19 @@ def test_interface_recreated_is_answered_again(
 
     create()
     try:
-        make().announce(VIP4, spare)
+        announcer = make()
+        announcer.announce(VIP4, spare)
         netns.sh("ip", "link", "delete", spare)
         create()
         client = l2lab.WireClient(spare_peer)
         try:
             l2lab.wait_for(lambda: client.who_has(VIP4, timeout=0.2) is not None, 5.0, "answer")
+            # The new socket gets the exact filter again, not only the prefilter.
+            l2lab.wait_for(lambda: not announcer.filters_pending, 2.0, "the exact filter")
+            before = announcer.counters(spare).received
+            client.sock.send(arp_question_for(VIP4 + 9))
+            client.listen(0.2)
+            assert announcer.counters(spare).received == before
         finally:
             client.close()
     finally:
@@ -317,3 +324,210 @@ def test_addresses_that_cannot_be_announced_are_rejected(address: IPAddress) -> 
 def test_a_string_is_not_an_address() -> None:
     with pytest.raises(TypeError):
         L2Announcer().announce("10.0.0.1", IFACE)  # type: ignore[arg-type]
+
+
+# -- odd frames, built by hand: only what RFC 826 / RFC 4861 and the kernel answer is answered --
+
+
+def answers(client: l2lab.WireClient, frame: bytes, duration: float = 0.3) -> list[bytes]:
+    """The ARP replies and solicited Neighbor Advertisements received after sending ``frame``."""
+    client.drain()
+    client.sock.send(frame)
+    arp_reply = (b"\x08\x06", 20, b"\x00\x02")
+    advertisement = (b"\x86\xdd", 54, b"\x88")
+    return [
+        received
+        for received in client.listen(duration)
+        for ethertype, at, kind in (arp_reply, advertisement)
+        if received[12:14] == ethertype and received[at : at + len(kind)] == kind
+    ]
+
+
+def tagged(frame: bytes, vlan: int) -> bytes:
+    """``frame`` with an 802.1Q tag for ``vlan`` inserted after the MAC addresses."""
+    return frame[:12] + (0x8100).to_bytes(2, "big") + vlan.to_bytes(2, "big") + frame[12:]
+
+
+def arp_question(sender: IPv4Address = l2lab.KIT_CLIENT4) -> bytes:
+    return frames.arp_request(l2lab.KIT_CLIENT_MAC, sender, VIP4).encode()
+
+
+def nd_question(src: IPv6Address = l2lab.KIT_CLIENT6) -> bytes:
+    return frames.neighbor_solicitation(l2lab.KIT_CLIENT_MAC, src, VIP6).encode()
+
+
+@pytest.mark.parametrize("family", ["ARP", "NS"])
+def test_tagged_request_from_another_vlan_is_not_answered(
+    make: type[L2Announcer], client: l2lab.WireClient, family: str
+) -> None:
+    announcer = make(announce_on_takeover=False)
+    announcer.announce(VIP4, IFACE)
+    announcer.announce(VIP6, IFACE)
+    question = arp_question() if family == "ARP" else nd_question()
+    assert len(answers(client, question)) == 1  # the same frame untagged: answered
+    assert answers(client, tagged(question, 5)) == []
+
+
+@pytest.mark.parametrize("sender", ["255.255.255.255", "224.0.0.1", "127.0.0.1", "0.0.0.7"])
+def test_arp_request_from_an_impossible_sender_is_not_answered(
+    make: type[L2Announcer], client: l2lab.WireClient, sender: str
+) -> None:
+    make(announce_on_takeover=False).announce(VIP4, IFACE)
+    assert answers(client, arp_question(IPv4Address(sender))) == []
+
+
+def test_solicitation_from_a_multicast_source_is_not_answered(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    make(announce_on_takeover=False).announce(VIP6, IFACE)
+    assert len(answers(client, nd_question())) == 1
+    assert answers(client, nd_question(IPv6Address("ff02::1"))) == []
+
+
+def test_unicast_probe_gets_the_kernels_78_byte_answer(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    make(announce_on_takeover=False).announce(VIP6, IFACE)
+    probe = frames.neighbor_solicitation(
+        l2lab.KIT_CLIENT_MAC, l2lab.KIT_CLIENT6, VIP6, unicast_to=our_mac()
+    )
+    [reply] = answers(client, probe.encode())
+    assert reply == frames.solicited_advertisement(probe, our_mac()).encode()
+    answer = frames.decode_neighbor_discovery(reply)
+    assert isinstance(answer, frames.NeighborAdvertisement)
+    assert (len(reply), answer.solicited, answer.override, answer.target_lla) == (
+        78,
+        True,
+        False,
+        None,
+    )
+
+
+def test_a_thread_that_fails_is_restarted_logged_and_counted(
+    make: type[L2Announcer],
+    client: l2lab.WireClient,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    announcer = make(announce_on_takeover=False)
+    announcer.announce(VIP4, IFACE)
+    original = announcer_module.L2Announcer._receive
+    failures: list[int] = []
+
+    def fail_once(self: L2Announcer, *args: object) -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("injected")
+        original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(announcer_module.L2Announcer, "_receive", fail_once)
+    caplog.set_level(logging.INFO, logger="announcers.arp")
+    client.who_has(VIP4, timeout=0.05)  # wakes the thread, which fails on it
+    l2lab.wait_for(lambda: announcer.counters().thread_restarts == 1, 3.0, "the restart")
+    l2lab.wait_for(lambda: announcer.healthy, 3.0, "a healthy announcer")
+    assert client.who_has(VIP4) == our_mac()
+    assert "thread failed; restarting it" in caplog.text
+    assert "RuntimeError: injected" in caplog.text
+
+
+# -- conflicts are re-asserted, rate-limited ------------------------------------------------
+
+
+STRANGER_MAC = frames.parse_mac("02:00:00:00:5e:01")
+
+
+def foreign_claim(ip: IPAddress) -> bytes:
+    if isinstance(ip, IPv4Address):
+        return frames.gratuitous_arp_request(STRANGER_MAC, ip).encode()
+    return frames.unsolicited_advertisement(STRANGER_MAC, ip).encode()
+
+
+def our_rounds(received: list[bytes], ip: IPAddress) -> int:
+    if isinstance(ip, IPv4Address):
+        found = [a for a in gratuitous_arps(received, ip) if a.sender_mac == our_mac()]
+        return len(found)
+    return len([na for na in unsolicited_nas(received, ip) if na.target_lla == our_mac()])
+
+
+@pytest.mark.parametrize("ip", [VIP4, VIP6], ids=["ipv4", "ipv6"])
+def test_a_foreign_claim_is_reasserted_at_once_then_rate_limited(
+    make: type[L2Announcer],
+    client: l2lab.WireClient,
+    caplog: pytest.LogCaptureFixture,
+    ip: IPAddress,
+) -> None:
+    announcer = make(window=0.0, reassert_every=0.6)  # one round at announce, no more
+    announcer.announce(ip, IFACE)
+    client.listen(0.05)
+    caplog.set_level(logging.WARNING, logger="announcers.arp")
+    client.sock.send(foreign_claim(ip))
+    at_once = our_rounds(client.listen(0.2), ip)
+    for _ in range(5):  # a storm of claims within the limit
+        client.sock.send(foreign_claim(ip))
+    within_limit = our_rounds(client.listen(0.2), ip)
+    l2lab.wait_for(lambda: announcer.counters().conflicts == 6, 2.0, "six conflicts")
+    client.listen(0.3)  # past the 0.6 s limit
+    client.sock.send(foreign_claim(ip))
+    after_limit = our_rounds(client.listen(0.2), ip)
+    assert (at_once, within_limit, after_limit) == (1, 0, 1)
+    assert announcer.counters().reasserts == 2
+    assert f"also claims {ip} on {IFACE}" in caplog.text
+    assert "re-asserting with an announcement round" in caplog.text
+
+
+def test_a_claim_of_a_withdrawn_address_is_not_reasserted(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    announcer = make(window=0.0)
+    announcer.announce(VIP4, IFACE)
+    announcer.announce(VIP4 + 1, IFACE)
+    announcer.withdraw(VIP4, IFACE)
+    client.listen(0.05)
+    client.sock.send(foreign_claim(VIP4))
+    assert our_rounds(client.listen(0.3), VIP4) == 0
+    assert announcer.counters().reasserts == 0
+
+
+# -- the kernel filter -----------------------------------------------------------------------
+
+
+def test_the_kernel_filter_keeps_requests_for_other_addresses_away(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    announcer = make(announce_on_takeover=False)
+    for i in range(50):
+        announcer.announce(VIP4 + i, IFACE)
+        announcer.announce(VIP6 + i, IFACE)
+    l2lab.wait_for(lambda: not announcer.filters_pending, 2.0, "the exact filters")
+    client.listen(0.1)
+    before = announcer.counters().received
+    for i in range(20):
+        client.sock.send(arp_question_for(VIP4 + 100 + i))
+        client.sock.send(
+            frames.neighbor_solicitation(
+                l2lab.KIT_CLIENT_MAC, l2lab.KIT_CLIENT6, VIP6 + 100 + i
+            ).encode()
+        )
+    client.listen(0.2)
+    ignored = announcer.counters().received - before
+    assert (client.who_has(VIP4 + 7), client.who_has(VIP6 + 7)) == (our_mac(), our_mac())
+    assert (ignored, announcer.counters().received - before) == (0, 2)
+
+
+def test_a_withdrawn_address_is_filtered_out_and_an_added_one_passes_at_once(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    announcer = make(announce_on_takeover=False)
+    announcer.announce(VIP4, IFACE)
+    l2lab.wait_for(lambda: not announcer.filters_pending, 2.0, "the exact filter")
+    announcer.announce(VIP4 + 1, IFACE)
+    assert client.who_has(VIP4 + 1) == our_mac()  # before any rebuild: the prefilter
+    announcer.withdraw(VIP4, IFACE)
+    l2lab.wait_for(lambda: not announcer.filters_pending, 2.0, "the rebuilt filter")
+    before = announcer.counters().received
+    assert client.who_has(VIP4) is None
+    assert announcer.counters().received == before
+
+
+def arp_question_for(target: IPv4Address) -> bytes:
+    return frames.arp_request(l2lab.KIT_CLIENT_MAC, l2lab.KIT_CLIENT4, target).encode()

@@ -382,7 +382,8 @@ class WireClient:
                 and message.target == ip
                 and message.dst == KIT_CLIENT6
             ):
-                return message.target_lla
+                # An answer to a unicast probe carries no Target-LLA option (as the kernel's).
+                return message.target_lla or message.eth_src
             return None
 
         return self.ask(solicitation.encode(), nd_answer, timeout)
