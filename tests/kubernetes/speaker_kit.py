@@ -153,8 +153,10 @@ class Fleet:
         api = LightkubeApi(kube_config(self.apiserver.base_url), trust_env=False)
         mock = announcer or MockAnnouncer()
         found = tuple(interfaces)
+        # Probes on loopback, each speaker on a port of its own.
+        options = {"probe_address": "127.0.0.1", "probe_port": 0, **settings}
         speaker = Speaker(
-            api, mock, SpeakerSettings(node=name, **settings), interfaces=lambda: found
+            api, mock, SpeakerSettings(node=name, **options), interfaces=lambda: found
         )
         stop = asyncio.Event()
         task = asyncio.create_task(speaker.run(stop), name=f"speaker {name}")
