@@ -568,6 +568,7 @@ class ProbeLiveness:
         self._clock = clock
         self._wall = wall
         self._records: dict[str, _Record] = {}
+        self._alive: frozenset[str] = frozenset()
         self._own_key = f"{namespace}/{self.name}"
         self._joined = False  # our record, with our incarnation, seen at least once
         self._out_since: float | None = None  # declared dead (or released) since then
@@ -588,18 +589,29 @@ class ProbeLiveness:
     # -- the view ----------------------------------------------------------------------------
 
     def observe(self, key: str, lease: Mapping[str, Any] | None) -> None:
-        """Take in the latest version of a speaker Lease (None: deleted)."""
+        """Take in the latest version of a speaker Lease (None: deleted).
+
+        O(1) unless the membership changes (a join, a leave, a verdict): then the ring is
+        rebuilt once, O(N log N)."""
+        before = self._records.get(key)
         if lease is None:
             self._records.pop(key, None)
+            after = None
         else:
-            self._records[key] = _record(lease)
+            after = self._records[key] = _record(lease)
+        membership = (before.holder, before.address) if before is not None else None
+        if membership != ((after.holder, after.address) if after is not None else None):
+            self._members_changed()
         self._refresh()
+
+    def _members_changed(self) -> None:
+        members = {r.holder: r.address for r in self._records.values() if r.holder and r.address}
+        self.detector.set_members(members, now=self._clock())
+        self._alive = frozenset(r.holder for r in self._records.values() if r.holder)
+        self._wake_prober.set()
 
     def _refresh(self) -> None:
         now = self._clock()
-        members = {r.holder: r.address for r in self._records.values() if r.holder and r.address}
-        self.detector.set_members(members, now=now)
-        self._wake_prober.set()
         own = self._records.get(self._own_key)
         if own is not None and own.holder == self.node and own.incarnation == self.incarnation:
             if not self._joined or self._out_since is not None:
@@ -641,7 +653,7 @@ class ProbeLiveness:
 
     def alive(self, now: float) -> frozenset[str]:
         """The nodes whose Lease has a holder."""
-        return frozenset(r.holder for r in self._records.values() if r.holder)
+        return self._alive
 
     def standing(self, now: float) -> Standing:
         """See :data:`Standing`."""

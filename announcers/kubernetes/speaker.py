@@ -347,7 +347,7 @@ class Speaker:
 
     def _check_alive(self) -> None:
         alive = self.liveness.alive(self._clock())
-        if alive == self.alive:
+        if alive is self.alive or alive == self.alive:
             return
         log_event(
             _log,
