@@ -582,6 +582,9 @@ class ProbeLiveness:
         self._wake_prober = asyncio.Event()
         self._wake_api = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._condemning: set[str] = set()
+        #: Datagrams to or from these addresses are dropped (tests: a partition).
+        self.blocked: set[Address] = set()
         #: Verdicts this speaker wrote, and the ones the API refused (for tests, benchmarks).
         self.condemned: list[str] = []
         self.refused = 0
@@ -724,6 +727,8 @@ class ProbeLiveness:
                 return
             except OSError:
                 return  # e.g. ICMP port unreachable reported on the socket
+            if (source[0], source[1]) in self.blocked:
+                continue
             message = decode(data, cluster)
             if message is not None:
                 actions = self.detector.receive(message, (source[0], source[1]), now=self._clock())
@@ -736,7 +741,7 @@ class ProbeLiveness:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 continue
-            if self._sock is not None:
+            if self._sock is not None and action.to not in self.blocked:
                 with contextlib.suppress(OSError):
                     self._sock.sendto(encode(action.message, self.namespace), action.to)
 
@@ -951,7 +956,33 @@ class ProbeLiveness:
         return True
 
     async def _condemn(self, node: str) -> None:
-        """Claim ``node``'s death: a write conditional on the version we saw."""
+        """Claim ``node``'s death: a write conditional on the version we saw.
+
+        First a fresh read of our own Lease: a speaker condemned itself meanwhile (the two
+        sides of a partition condemning each other) writes nothing, so that one side of a
+        partition survives, the first whose verdict the API took."""
+        if node in self._condemning:
+            return
+        self._condemning.add(node)
+        try:
+            await self._condemn_once(node)
+        finally:
+            self._condemning.discard(node)
+
+    async def _condemn_once(self, node: str) -> None:
+        record = next((r for r in self._records.values() if r.holder == node), None)
+        if record is None or not self.in_good_standing:
+            return
+        await asyncio.sleep(self._rng.uniform(0.0, 0.05))  # two racing sides rarely tie
+        try:
+            mine = await self._request(
+                "check", lambda: self.api.get(LEASE, self.name, namespace=self.namespace)
+            )
+        except NotFound:
+            return
+        if mine is None:
+            return
+        self._fold(mine)
         record = next((r for r in self._records.values() if r.holder == node), None)
         if record is None or not self.in_good_standing:
             return

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -501,3 +501,43 @@ async def test_renewal_timeouts_are_logged_and_counted(
     assert keeper.timeouts >= 1
     assert reports[: len(timeouts)] == [False] * len(timeouts)
     assert "lease renewal timed out" in caplog.text
+
+
+def partition(*sides: Sequence[Node]) -> None:
+    """Cut the UDP paths between the sides (the API stays reachable by all)."""
+    for side in sides:
+        for other in sides:
+            if other is side:
+                continue
+            for node in side:
+                node.live.blocked |= {o.live.address for o in other if o.live.address}
+
+
+async def test_two_nodes_partitioned_leave_one_member_standing(
+    apiserver: ApiServerEmulator, nodes: list[Node]
+) -> None:
+    a, b = await start(apiserver, nodes, "a", "b")
+    partition([a], [b])
+    await eventually(lambda: len(a.live.alive(0)) == 1 and a.live.alive(0) == b.live.alive(0), 8.0)
+    await asyncio.sleep(2.5)  # past a rejoin backoff: the loser stays out while cut off
+    (survivor,) = a.live.alive(0)
+    assert b.live.alive(0) == {survivor}
+    loser = b if survivor == "a" else a
+    assert survivor not in loser.live.condemned  # its verdict never landed
+    a.live.blocked.clear()
+    b.live.blocked.clear()
+    await eventually(lambda: a.live.alive(0) == b.live.alive(0) == {"a", "b"}, 10.0)
+
+
+async def test_a_partitioned_cluster_keeps_one_side(
+    apiserver: ApiServerEmulator, nodes: list[Node]
+) -> None:
+    group = await start(apiserver, nodes, "a", "b", "c", "d")
+    left, right = group[:2], group[2:]
+    partition(left, right)
+    await asyncio.sleep(4.0)
+    views = {frozenset(n.live.alive(0)) for n in group}
+    assert len(views) == 1  # everyone reads the same API
+    (alive,) = views
+    assert alive, "both sides were condemned"
+    assert alive <= {"a", "b"} or alive <= {"c", "d"}  # never both sides
