@@ -212,7 +212,7 @@ class Fleet:
             return False
         for informer in speaker.informers:
             if informer is speaker.leases:
-                continue  # renewed all the time; liveness is checked through speaker.alive
+                continue  # liveness (renewed all the time with --liveness lease): see speaker.alive
             resource = f"{informer.kind.api_version}/{informer.kind.plural}"
             stored = self.apiserver.list_stored(resource, informer.namespace)
             if informer.fields and "metadata.name" in informer.fields:
