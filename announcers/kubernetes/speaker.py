@@ -257,6 +257,7 @@ class Speaker:
                 clock=clock,
                 wall=wall,
             )
+            self.metrics.watch_probes(self.liveness.detector.counts)
         #: Nodes whose speaker is alive, as of the last check.
         self.alive: frozenset[str] = frozenset()
         #: True while this speaker may not act on its view (see "Contact").

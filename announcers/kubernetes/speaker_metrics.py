@@ -23,6 +23,7 @@
                                                              ``request`` and ``error``
                                                              (``timeout``, ``conflict``,
                                                              ``refused``)
+``metallb_core_speaker_probes_total``               counter  UDP probes per ``result``
 ``metallb_k8s_client_updates_total``                counter  object updates processed
 ``metallb_k8s_client_config_loaded_bool``           gauge    1 once a configuration is in force
 ``metallb_k8s_client_config_stale_bool``            gauge    1 while the latest config is refused
@@ -86,6 +87,26 @@ class _AnnouncerCollector(Collector):
         )
         conflicts.add_metric([], value("conflicts"))
         yield from (answered, sent, conflicts)
+
+
+class _ProbeCollector(Collector):
+    """The probe detector's counts (``announcers.kubernetes.membership.Counts``)."""
+
+    RESULTS = ("probes", "acked", "indirect", "inconclusive", "lagged", "verdicts", "relayed")
+
+    def __init__(self, counts: object) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "metallb_core_speaker_probes",
+            "UDP probes of other speakers, per outcome (probes started, acked, gone indirect, "
+            "inconclusive, judged late, verdicts; relayed for others).",
+            labels=["result"],
+        )
+        for result in self.RESULTS:
+            family.add_metric([result], float(getattr(self._counts, result, 0) or 0))
+        yield family
 
 
 class SpeakerMetrics(Exposition):
@@ -165,6 +186,10 @@ class SpeakerMetrics(Exposition):
             self.registry.unregister(self._collector)
         self._collector = _AnnouncerCollector(announcer)
         self.registry.register(self._collector)
+
+    def watch_probes(self, counts: object) -> None:
+        """Report a probe detector's counts (read at each scrape)."""
+        self.registry.register(_ProbeCollector(counts))
 
     def renewed(self, ok: bool) -> None:
         """Count one renewal of this node's Lease."""

@@ -399,6 +399,7 @@ async def test_metrics_count_announced_addresses_and_live_speakers(
         assert metrics.value("metallb_core_speaker_announced_ips") == 1.0
         assert metrics.value("metallb_core_speaker_alive_nodes") == 3.0
         assert metrics.value("metallb_core_speaker_liveness_writes_total", reason="join") == 1
+        assert (metrics.value("metallb_core_speaker_probes_total", result="acked") or 0) >= 1
         other = group[next(n for n in NODES if n != winner())].speaker.metrics
         assert other.value("metallb_core_speaker_announced_ips") == 0.0
 
