@@ -275,3 +275,23 @@ def test_answered_since_tells_whether_our_probes_come_back() -> None:
     net.delay = lambda a, b: None
     net.run(3.0)
     assert not net.nodes["n1"].answered_since(1.5)
+
+
+def test_the_protocol_module_stays_pure() -> None:
+    # No clock, socket, randomness or event loop: everything is passed in (module docstring).
+    import ast
+    import pathlib
+
+    import announcers.kubernetes.membership as module
+
+    tree = ast.parse(pathlib.Path(module.__file__).read_text())
+    imported = {
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [alias.name for alias in node.names] if isinstance(node, ast.Import)
+            else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+        )
+    }  # fmt: skip
+    allowed = {"__future__", "dataclasses", "hashlib", "json", "collections.abc", "typing"}
+    assert imported <= allowed, imported - allowed
