@@ -18,7 +18,8 @@ Counted in the window, from what the speakers' announcers did (one clock for all
 *takeovers* (an announcement of an address that was already announced elsewhere or moved:
 every announce after the steady state is one), *double announcements* (episodes with two nodes
 answering for one address, and their total duration), *alive changes* (a speaker's set of live
-nodes changing), and liveness writes per node per minute (emulator request log).
+nodes changing), and liveness writes per node per minute (emulator request log). Before each
+fault, the CPU of each speaker process is measured over ``--quiet`` seconds of steady state.
 
 Both designs run in the same run: the default (``--liveness probe``) and the baseline
 (``--liveness lease``: the per-node Lease renewed every 0.25 s, stale after 1 s).
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -157,6 +159,24 @@ class Outcome:
     double_seconds: float
     alive_changes: int
     writes_per_node_minute: float
+    quiet_millicores: float = 0.0  # CPU per speaker process before the fault
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def quiet_cpu(nodes: Sequence[Node], seconds: float) -> float:
+    """Millicores per speaker process over ``seconds`` with nothing changing."""
+    before = [cpu_seconds(n.process.pid) for n in nodes]
+    started = time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - started
+    after = [cpu_seconds(n.process.pid) for n in nodes]
+    return sum(b - a for a, b in zip(before, after, strict=True)) / wall / len(nodes) * 1000
 
 
 def analyse(
@@ -224,6 +244,7 @@ def run(design: str, fault: str, args: argparse.Namespace, workdir: Path) -> Out
         nodes = start_speakers(kubeconfig, names, design, workdir)
         try:
             wait_steady(nodes, args.services)
+            quiet = quiet_cpu(nodes, args.quiet)
             control.clear_requests()
             start = time.monotonic()
             if fault == "slow API":
@@ -244,7 +265,9 @@ def run(design: str, fault: str, args: argparse.Namespace, workdir: Path) -> Out
             )
         finally:
             stop_speakers(nodes)
-    outcome = analyse(nodes, start, end, design, fault, writes)
+    outcome = dataclasses.replace(
+        analyse(nodes, start, end, design, fault, writes), quiet_millicores=quiet
+    )
     print(outcome, file=sys.stderr, flush=True)
     return outcome
 
@@ -254,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--speakers", type=int, default=10)
     parser.add_argument("--services", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each fault")
+    parser.add_argument(
+        "--quiet", type=float, default=10.0, help="seconds of quiet CPU measured before a fault"
+    )
     parser.add_argument(
         "--designs", nargs="+", default=["probe", "lease"], choices=["probe", "lease"]
     )
@@ -272,13 +298,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "no real failure\n"
     )
     print("| fault | liveness | takeovers | double announcements | double-announced s | "
-          "alive-set changes | liveness writes/node/min |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          "alive-set changes | liveness writes/node/min | CPU per speaker, quiet |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for o in outcomes:
         label = "probe (default)" if o.design == "probe" else "lease (baseline, 1 s / 0.25 s)"
         print(
             f"| {o.fault} | {label} | {o.takeovers} | {o.doubles} | {o.double_seconds:.1f} | "
-            f"{o.alive_changes} | {o.writes_per_node_minute:.1f} |"
+            f"{o.alive_changes} | {o.writes_per_node_minute:.1f} | {o.quiet_millicores:.1f}m |"
         )
     return 0
 
