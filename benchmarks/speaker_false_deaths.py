@@ -12,7 +12,8 @@ announced by exactly one node and nothing moved for 3 s, a fault runs for ``--se
 
 * **slow API**: every write to the API server takes U(0.2, 1.5) s (the emulator's
   ``write_latency``; reads and watches are not delayed);
-* **starvation**: one busy-looping process per core next to the speakers and the emulator.
+* **starvation**: ``--burners`` busy-looping processes (default one per core) next to the
+  speakers and the emulator.
 
 Counted in the window, from what the speakers' announcers did (one clock for all processes):
 *takeovers* (an announcement of an address that was already announced elsewhere or moved:
@@ -252,7 +253,7 @@ def run(design: str, fault: str, args: argparse.Namespace, workdir: Path) -> Out
                 time.sleep(args.seconds)
                 control.write_latency(0, 0)
             else:
-                with burners(os.cpu_count() or 2):
+                with burners(args.burners):
                     time.sleep(args.seconds)
             end = time.monotonic()
             log = control.requests()
@@ -278,6 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--services", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each fault")
     parser.add_argument(
+        "--burners", type=int, default=os.cpu_count() or 2,
+        help="busy-looping processes during the starvation fault (default: one per core)",
+    )  # fmt: skip
+    parser.add_argument(
         "--quiet", type=float, default=10.0, help="seconds of quiet CPU measured before a fault"
     )
     parser.add_argument(
@@ -295,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 outcomes.append(run(design, fault, args, Path(tmp)))
     print(
         f"{args.speakers} speakers, {args.services} Services, {args.seconds:g} s per fault, "
+        f"{args.burners} CPU burners on {os.cpu_count()} cores for starvation, "
         "no real failure\n"
     )
     print("| fault | liveness | takeovers | double announcements | double-announced s | "
