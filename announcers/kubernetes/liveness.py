@@ -578,6 +578,7 @@ class ProbeLiveness:
         self._leaving = False
         self._rejoin = Backoff(initial=1.0, cap=30.0)
         self._rejoin_at = 0.0
+        self._joined_at = 0.0
         self._sock: socket.socket | None = None
         self._wake_prober = asyncio.Event()
         self._wake_api = asyncio.Event()
@@ -619,6 +620,7 @@ class ProbeLiveness:
         if own is not None and own.holder == self.node and own.incarnation == self.incarnation:
             if not self._joined or self._out_since is not None:
                 log_event(_log, logging.INFO, "joined", lease=self.where, probe=self._probe_text)
+                self._joined_at = now
             self._joined = True
             self._out_since = None
         elif self._joined and not self._leaving:
@@ -633,6 +635,8 @@ class ProbeLiveness:
                 self._superseded = True
             elif self._out_since is None:
                 self._out_since = now
+                if now - self._joined_at > 300.0:
+                    self._rejoin.reset()  # the last verdict was long ago: start small again
                 self._rejoin_at = now + self._rejoin.next()
                 who = "" if own is None else own.dead_by
                 log_event(
@@ -761,7 +765,8 @@ class ProbeLiveness:
             self._check_isolation(now)
 
     def _check_isolation(self, now: float) -> None:
-        isolated = self._joined and self.detector.isolated(now)
+        # A condemned speaker announces nothing: its isolation changes nothing.
+        isolated = self._joined and self._out_since is None and self.detector.isolated(now)
         if isolated and self._contact:
             self._wake_api.set()  # is the API still there? If not, fence.
         fenced = isolated and not self._contact
@@ -782,9 +787,12 @@ class ProbeLiveness:
         while not await self._join():
             await asyncio.sleep(backoff.next())
         while True:
+            wait = self.contact_period
+            if self._out_since is not None:
+                wait = min(wait, max(0.0, self._rejoin_at - self._clock()) + 0.01)
             self._wake_api.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.contact_period):
+                async with asyncio.timeout(wait):
                     await self._wake_api.wait()
             now = self._clock()
             if (
@@ -797,7 +805,7 @@ class ProbeLiveness:
             else:
                 await self._check_contact()
             if self._wake_api.is_set():
-                await asyncio.sleep(0.25)  # at most 4 checks a second when woken
+                await asyncio.sleep(1.0)  # at most one extra check a second when woken
 
     def _set_contact(self, ok: bool) -> None:
         if ok != self._contact:

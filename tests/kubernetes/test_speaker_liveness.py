@@ -397,6 +397,9 @@ async def test_a_verdict_on_a_record_that_changed_since_is_refused(
     apiserver: ApiServerEmulator, nodes: list[Node]
 ) -> None:
     a, b = await start(apiserver, nodes, "a", "b")
+    a.tasks[0].cancel()  # a's watch stops: a keeps what it saw
+    with contextlib.suppress(asyncio.CancelledError):
+        await a.tasks[0]
     stale = dict(a.live._records)  # what a saw
     # b's record changes (a rejoin, say) before a's verdict lands.
     await b.api.patch(
