@@ -1,29 +1,32 @@
-"""Speaker liveness through Kubernetes itself: one ``coordination.k8s.io/v1`` Lease per node.
+"""Speaker liveness: which nodes' speakers are alive, as the speaker asks it.
 
-Each speaker keeps the Lease ``metallb-core-speaker-<node>`` in the MetalLB namespace alive
-(:class:`NodeLease`: ``spec.renewTime`` patched every renew period, ``holderIdentity`` the
-node's name, ``leaseDurationSeconds`` the lease duration). Every speaker watches all of them
-and judges each one with :class:`Liveness`: a node is alive while its Lease is *fresh*, i.e.
-it was last seen to change less than ``leaseDurationSeconds`` ago.
+The speaker talks to a :class:`LivenessSource` (the seam): it feeds it every speaker Lease
+its watch sees, asks :meth:`~LivenessSource.alive` and :meth:`~LivenessSource.standing`, and
+is called back when they change. Two sources:
 
-"Ago" is measured on the watching speaker's own monotonic clock, from the moment it *saw*
-the change (as client-go's leader election and the node lifecycle controller do), so clock
-skew between nodes does not matter. Only a Lease seen for the first time is dated by its
-``renewTime`` against the local wall clock (clamped to ``[0, duration]``): a speaker that
-starts does not take a dead node's Lease for a live one, and a skewed clock delays the
-verdict by one renew period at most. A Lease whose ``holderIdentity`` is empty was given up
-(:meth:`NodeLease.release`, on SIGTERM): its node is not alive, at once.
+:class:`ProbeLiveness` (``--liveness probe``, the default)
+    Membership is in the API, detection on the data plane. Each speaker's Lease
+    ``metallb-core-speaker-<node>`` says it is a member (``holderIdentity``, its UDP probe
+    address and an incarnation token in annotations); it is written only to join, to leave,
+    and by *another* speaker to declare this one dead. The speakers probe each other over
+    UDP (:mod:`announcers.kubernetes.membership`: ring monitors, indirect probes); a verdict
+    is a merge PATCH conditional on the ``resourceVersion`` the judge saw, so that the API
+    server's optimistic concurrency settles every race and no consensus is built here. A
+    node is alive while its Lease has a holder. Steady state: no write, no watch event.
 
-Silence is only evidence when the channel works: if this speaker's own connection to the
-API server breaks, every other Lease stops changing too, in an order that owes nothing to
-who died. So another node's Lease counts as stale only once this speaker has *seen its own
-Lease renewed twice* since it last saw the other one change (two, because the last renewals
-of two live speakers before an outage can straddle each other by up to one renew period).
-With the defaults (renewed every 0.25 s, stale after 1 s) that evidence is there long before
-the lease runs out, so it delays nothing; when the channel is down it never comes, and
-nobody is declared dead for the outage.
+:class:`LeaseLiveness` (``--liveness lease``, the design before, kept as a baseline)
+    Each speaker keeps its Lease alive (:class:`NodeLease`: ``spec.renewTime`` patched every
+    renew period) and every speaker judges the others' with :class:`Liveness`: a node is
+    alive while its Lease is *fresh*, i.e. it was last seen to change less than
+    ``leaseDurationSeconds`` ago on the watching speaker's own monotonic clock (clock skew
+    does not matter; a Lease seen for the first time is dated by its ``renewTime``). A
+    Lease whose ``holderIdentity`` is empty was given up (SIGTERM). Silence is only evidence
+    when the channel works: another node's Lease counts as stale only once this speaker has
+    *seen its own Lease renewed twice* since it last saw the other one change. A renewal
+    cut off by the client timeout is logged and counted.
 
-:class:`Liveness` is pure (times are passed in); :class:`NodeLease` does the requests.
+:class:`Liveness` and :mod:`~announcers.kubernetes.membership` are pure (times are passed
+in); :class:`NodeLease` and :class:`ProbeLiveness` do the requests and the datagrams.
 """
 
 from __future__ import annotations
