@@ -289,7 +289,7 @@ class Node:
             self.api,
             namespace=NS,
             node=name,
-            bind=("127.0.0.1", 0),
+            bind=kwargs.pop("bind", ("127.0.0.1", 0)),
             contact_period=kwargs.pop("contact_period", 0.2),
             request_timeout=kwargs.pop("request_timeout", 1.0),
             on_change=self._changed,
@@ -345,8 +345,10 @@ async def nodes(apiserver: ApiServerEmulator) -> AsyncIterator[list[Node]]:
         await node.close()
 
 
-async def start(apiserver: ApiServerEmulator, nodes: list[Node], *names: str) -> list[Node]:
-    fresh = [await Node(apiserver, name).start() for name in names]
+async def start(
+    apiserver: ApiServerEmulator, nodes: list[Node], *names: str, **kwargs: Any
+) -> list[Node]:
+    fresh = [await Node(apiserver, name, **kwargs).start() for name in names]
     nodes.extend(fresh)
     await eventually(
         lambda: (
@@ -391,6 +393,16 @@ async def test_a_dead_node_is_condemned_by_a_conditional_write(
     assert stored["spec"].get("holderIdentity") is None
     assert stored["metadata"]["annotations"][DEAD_BY_ANNOTATION] in ("a", "c")
     assert sorted(a.live.condemned + c.live.condemned) == ["b"]  # one verdict taken
+
+
+async def test_probes_work_over_ipv6(apiserver: ApiServerEmulator, nodes: list[Node]) -> None:
+    a, b, c = await start(apiserver, nodes, "a", "b", "c", bind=("::1", 0))
+    stored = apiserver.read(LEASES, NS, lease_name("a"))
+    assert stored is not None
+    assert stored["metadata"]["annotations"][PROBE_ANNOTATION].startswith("[::1]:")
+    await b.crash()
+    await eventually(lambda: "b" not in a.live.alive(0) and "b" not in c.live.alive(0), 5.0)
+    assert sorted(a.live.condemned + c.live.condemned) == ["b"]
 
 
 async def test_a_verdict_on_a_record_that_changed_since_is_refused(
