@@ -789,26 +789,35 @@ class ProbeLiveness:
         backoff = Backoff(initial=0.25, cap=3.2)
         while not await self._join():
             await asyncio.sleep(backoff.next())
+        checked = self._clock()
         while True:
-            wait = self.contact_period
-            if self._out_since is not None:
-                wait = min(wait, max(0.0, self._rejoin_at - self._clock()) + 0.01)
+            now = self._clock()
+            if self._wake_api.is_set() or now - checked >= self.contact_period:
+                woken = self._wake_api.is_set()
+                self._wake_api.clear()
+                await self._check_contact()
+                checked = self._clock()
+                if woken:
+                    await asyncio.sleep(1.0)  # at most one extra check a second when woken
+                continue
+            wait = checked + self.contact_period - now
+            out = self._out_since is not None and not (self._superseded or self._leaving)
+            if out and self._out_since is not None and now >= self._rejoin_at:
+                # Rejoin once our probes are answered *and* the others reach us.
+                if self.detector.answered_since(self._out_since) and self.detector.reached_since(
+                    self._out_since
+                ):
+                    await self._join()
+                    continue
+                if self.address is not None:
+                    self._carry(self.detector.self_check(self.address))
+                wait = min(wait, 0.5)
+            elif out:
+                wait = min(wait, self._rejoin_at - now + 0.01)
             self._wake_api.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(max(wait, 0.0)):
                     await self._wake_api.wait()
-            now = self._clock()
-            if (
-                self._out_since is not None
-                and not (self._superseded or self._leaving)
-                and now >= self._rejoin_at
-                and self.detector.answered_since(self._out_since)
-            ):
-                await self._join()
-            else:
-                await self._check_contact()
-            if self._wake_api.is_set():
-                await asyncio.sleep(1.0)  # at most one extra check a second when woken
 
     def _set_contact(self, ok: bool) -> None:
         if ok != self._contact:

@@ -261,6 +261,8 @@ class Detector:
         self._held: dict[str, float] = {}  # condemned: left alone until then
         self._heard: dict[str, float] = {}  # any datagram from a node, last time
         self._acked_at: float | None = None  # last probe of ours answered
+        self._self_seq = -1  # the last self-check (see self_check())
+        self._reached_at: float | None = None  # last self-check answered
         self._since = 0.0  # when the current set of peers came in
         self._seq = 0
         self.counts = Counts()
@@ -390,6 +392,9 @@ class Detector:
             case "ping":
                 return [Send(source, Message("ack", message.seq, self.me))]
             case "ack":
+                if message.target == self.me and message.seq == self._self_seq:
+                    self._reached_at = now  # others reach us at the address we publish
+                    return []
                 relay = self._relays.pop(message.seq, None)
                 if relay is not None and message.sender == relay.target:
                     self.counts.relayed += 1
@@ -432,6 +437,23 @@ class Detector:
             return False
         last = max([self._since, *(self._heard.get(n, 0.0) for n in peers)])
         return now - last >= self.timing.isolation
+
+    def self_check(self, address: Address) -> list[Action]:
+        """Ask up to ``helpers`` members to probe *this* node at ``address`` (the one it
+        publishes): their relayed ack proves the others can reach it (see
+        :meth:`reached_since`), which a node condemned for a wrong or unreachable address
+        could not tell from its own probes being answered."""
+        others = [n for n in sorted(self._members) if n != self.me]
+        helpers = self._sample(others, min(max(self.timing.helpers, 1), len(others)))
+        self._self_seq = self._new_seq()
+        req = Message("req", self._self_seq, self.me, self.me, address)
+        return [Send(self._members[helper], req) for helper in helpers]
+
+    def reached_since(self, moment: float) -> bool:
+        """Whether a self-check was answered after ``moment`` (or there is nobody to ask)."""
+        if not any(n != self.me for n in self._members):
+            return True
+        return self._reached_at is not None and self._reached_at > moment
 
     def answered_since(self, moment: float) -> bool:
         """Whether a probe of ours was answered after ``moment`` (or there is nobody to

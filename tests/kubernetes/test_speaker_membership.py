@@ -51,6 +51,7 @@ class Net:
         rng = random.Random(seed)
         self.names = list(names)
         self.address = {n: (f"10.0.0.{i + 1}", 7946) for i, n in enumerate(names)}
+        self.real = dict(self.address)  # where each node really is (the published may lie)
         self.by_address = {a: n for n, a in self.address.items()}
         self.nodes = {
             n: Detector(n, timing, sample=lambda pool, k: rng.sample(list(pool), k)) for n in names
@@ -70,7 +71,9 @@ class Net:
             if isinstance(action, Dead):
                 self.verdicts.append((self.now, src, action.node))
                 continue
-            dst = self.by_address[action.to]
+            dst = self.by_address.get(action.to)
+            if dst is None:
+                continue  # nobody there
             delay = self.delay(src, dst)
             if delay is None:
                 continue
@@ -95,7 +98,7 @@ class Net:
                 _, _, dst, message, src = heapq.heappop(self._queue)
                 if dst in self.dead or src in self.dead:
                     continue
-                actions = self.nodes[dst].receive(message, self.address[src], now=self.now)
+                actions = self.nodes[dst].receive(message, self.real[src], now=self.now)
                 self._carry(dst, actions)
             else:
                 self._carry(tick[1], self.nodes[tick[1]].tick(self.now))
@@ -295,3 +298,22 @@ def test_the_protocol_module_stays_pure() -> None:
     }  # fmt: skip
     allowed = {"__future__", "dataclasses", "hashlib", "json", "collections.abc", "typing"}
     assert imported <= allowed, imported - allowed
+
+
+def test_self_check_tells_whether_the_others_reach_the_published_address() -> None:
+    net = Net(NAMES)
+    net.run(1.0)
+    me = net.nodes["n4"]
+    net._carry("n4", list(me.self_check(net.real["n4"])))
+    net.run(1.5)
+    assert me.reached_since(1.0)
+    # n4 publishes an address where nobody is: its own probes are still answered (the
+    # answers go to where it really is), but nobody reaches it.
+    net.address["n4"] = ("10.9.9.9", 7946)
+    for node in net.nodes.values():
+        node.set_members(net.address, now=net.now)
+    net.run(2.0)
+    net._carry("n4", list(me.self_check(net.address["n4"])))
+    net.run(3.0)
+    assert me.answered_since(2.0)
+    assert not me.reached_since(2.0)
