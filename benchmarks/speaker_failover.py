@@ -4,13 +4,13 @@ Run as root from the repository root (needs iproute2, curl and arping; builds th
 lab of ``tests/support/speaker_lab.py`` — namespaces ``m6*``, so not while the speaker's
 network-namespace tests run — and deletes it afterwards)::
 
-    python -m benchmarks.speaker_failover [--runs 5] [--baseline-runs 2] [--cost-window 20]
+    python -m benchmarks.speaker_failover [--runs 5] [--baseline-runs 5] [--cost-window 20]
 
 The lab: the API server emulator and the controller in the bridge namespace, three nodes each
-running ``python -m announcers.kubernetes speaker`` with the default flags (Lease renewed
-every 0.25 s, stale after 1 s), an HTTP server on every node, and a client on the bridge that
-starts a TCP connect to the Service's address every 20 ms (200 ms timeout each) and records
-when each one succeeds, and that records every gratuitous ARP for the address.
+running ``python -m announcers.kubernetes speaker`` (default flags: UDP probes between the
+speakers, deaths written to the API), an HTTP server on every node, and a client on the
+bridge that starts a TCP connect to the Service's address every 20 ms (200 ms timeout each)
+and records when each one succeeds, and that records every gratuitous ARP for the address.
 
 * **Hard death**: the announcing node's speaker gets SIGKILL and its bridge port goes down
   (the node is gone: no withdrawal, no Lease given up). *Reached again*: first successful
@@ -22,13 +22,14 @@ when each one succeeds, and that records every gratuitous ARP for the address.
   the client, minus the SIGTERM: from then on the client's packets go to the new node.
   *Reached via the new node*: the first successful connect after that announcement, minus
   the SIGTERM. *Longest gap*: between two successful connects, SIGTERM to then.
-* **Baseline**, in the same run: hard death with ``--lease-duration 5 --renew-period 1``
-  (kube-vip's Lease timing until 2026), to show what the defaults buy.
-* **Lease API cost**: requests made by the speakers during a quiet window (nothing
-  changing), per node and per minute, from the emulator's request log; and the watch
-  events those writes cause (each renewal is delivered to every speaker's Lease watch).
+* **Baseline**, in the same run: the design before issue 11, ``--liveness lease`` (a per-node
+  Lease renewed every 0.25 s, stale after 1 s): the same hard deaths and handovers.
+* **Liveness API cost**: for both designs, requests on the speaker Leases during a quiet
+  window (nothing changing), per node and per minute, from the emulator's request log; and
+  the watch events those writes cause (each write is delivered to every speaker's watch).
 
-Targets (issue 6): hard death reached again <= 2 s, graceful handover <= 0.5 s (medians).
+Targets (issue 11): hard death reached again <= 1 s, graceful handover <= 0.1 s (medians);
+liveness writes <= 6 per node per minute.
 For comparison, from L2_REFERENCE.md §2 (their documentation and issues, not measured
 here): MetalLB about 4-6 s, kube-vip 13-19.5 s with its current Lease defaults, Cilium
 10-20 s.
@@ -80,9 +81,10 @@ def missing() -> list[str]:
 PROBE_EVERY = 0.02
 PROBE_TIMEOUT = 0.2
 ETH_P_ARP = 0x0806
-HARD = 2.0  # target, seconds
-GRACEFUL = 0.5  # target, seconds
-DEFAULT_RENEW = 0.25
+HARD = 1.0  # target, seconds
+GRACEFUL = 0.1  # target, seconds
+PHASE = 0.25  # random phase against the probes (0.2 s) or renewals (0.25 s)
+BASELINE = ("--liveness", "lease")
 
 
 @dataclass
@@ -179,7 +181,7 @@ def settle(lab: Lab, address: str) -> str:
     # The client's probe back in steady state through the winner; then a random phase
     # against the renewals (the winner was just restarted: its renew ticks would otherwise
     # line up with this wait, and every kill would land just after a renewal).
-    time.sleep(0.5 + random.uniform(0.0, DEFAULT_RENEW))
+    time.sleep(0.5 + random.uniform(0.0, PHASE))
     return winner
 
 
@@ -231,7 +233,14 @@ def graceful(lab: Lab, client: Client, address: str) -> Graceful:
     return Graceful(handover=garp - stopped, reached=back - stopped, outage=max(window, default=0))
 
 
-def lease_cost(lab: Lab, window: float) -> tuple[float, float, Counter[str]]:
+@dataclass(frozen=True)
+class Cost:
+    writes: float  # per node per minute
+    requests: float  # per node per minute, on the speaker Leases
+    verbs: Counter[str]
+
+
+def lease_cost(lab: Lab, window: float) -> Cost:
     """Per node per minute, in a quiet window: writes to the speakers' Leases, and every
     request on them; plus the verbs of every request the emulator saw (the controller's
     own Lease included, by name)."""
@@ -245,7 +254,7 @@ def lease_cost(lab: Lab, window: float) -> tuple[float, float, Counter[str]]:
     writes = [r for r in ours if r.verb in ("patch", "update", "create")]
     per_minute = 60.0 / window / len(NODES)
     verbs = Counter(f"{r.verb} {r.resource}/{r.name or '*'}" for r in log)
-    return len(writes) * per_minute, len(ours) * per_minute, verbs
+    return Cost(len(writes) * per_minute, len(ours) * per_minute, verbs)
 
 
 def stats(values: Sequence[float]) -> str:
@@ -268,12 +277,54 @@ def restart_speakers(lab: Lab, args: tuple[str, ...]) -> None:
     lab.start_speakers()
 
 
+@dataclass
+class Design:
+    label: str
+    cost: Cost
+    hard: list[Hard]
+    soft: list[Graceful]
+
+
+def measure(lab: Lab, client: Client, address: str, label: str, runs: int) -> Design:
+    hard = []
+    for _ in range(runs):
+        hard.append(hard_death(lab, client, address))
+        print(f"{label} hard death: {hard[-1]}", file=sys.stderr, flush=True)
+    soft = []
+    for _ in range(runs):
+        soft.append(graceful(lab, client, address))
+        print(f"{label} graceful: {soft[-1]}", file=sys.stderr, flush=True)
+    return Design(label, Cost(0, 0, Counter()), hard, soft)
+
+
+def table(designs: Sequence[Design]) -> list[str]:
+    lines = [
+        f"| {'scenario':<46} | runs | median    | min       | max       | target",
+        "|" + "---|" * 6,
+    ]
+    for d in designs:
+        if not d.hard:
+            continue
+        target = d is designs[0]
+        lines += [
+            row(f"{d.label}: hard death -> client reaches it", [h.reached for h in d.hard],
+                HARD if target else None),
+            row(f"{d.label}: hard death, client outage", [h.outage for h in d.hard]),
+            row(f"{d.label}: hard death -> new node's first GARP", [h.announced for h in d.hard]),
+            row(f"{d.label}: SIGTERM -> new node's first GARP", [s.handover for s in d.soft],
+                GRACEFUL if target else None),
+            row(f"{d.label}: SIGTERM -> client reaches new node", [s.reached for s in d.soft]),
+            row(f"{d.label}: SIGTERM, longest gap", [s.outage for s in d.soft]),
+        ]  # fmt: skip
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="runs of each scenario (default 5)")
     parser.add_argument(
-        "--baseline-runs", type=int, default=2,
-        help="hard deaths with a 5 s Lease renewed every 1 s (default 2; 0 skips)",
+        "--baseline-runs", type=int, default=5,
+        help="runs of each scenario with --liveness lease (default 5; 0 skips)",
     )  # fmt: skip
     parser.add_argument(
         "--cost-window", type=float, default=20.0, help="seconds of Lease traffic to count"
@@ -283,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problems:
         print(f"speaker_failover: needs {' and '.join(problems)}", file=sys.stderr)
         return 2
+    designs: list[Design] = []
     with tempfile.TemporaryDirectory(prefix="m6bench-") as workdir:
         lab = SpeakerLab(Path(workdir))
         try:
@@ -291,56 +343,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             lab.start_speakers()
             address = lab.create_service("bench")
             lab.set_endpoints("bench", *NODES)
-            announcer_of(lab, address)
-            writes, requests, verbs = lease_cost(lab, args.cost_window)
-            print(f"lease cost measured over {args.cost_window:g} s", file=sys.stderr, flush=True)
             client = Client(address)
             client.start()
             try:
-                hard = []
-                for _ in range(args.runs):
-                    hard.append(hard_death(lab, client, address))
-                    print(f"hard death: {hard[-1]}", file=sys.stderr, flush=True)
-                soft = []
-                for _ in range(args.runs):
-                    soft.append(graceful(lab, client, address))
-                    print(f"graceful: {soft[-1]}", file=sys.stderr, flush=True)
-                base = []
-                if args.baseline_runs > 0:
-                    restart_speakers(lab, ("--lease-duration", "5", "--renew-period", "1"))
-                    for _ in range(args.baseline_runs):
-                        base.append(hard_death(lab, client, address))
-                        print(f"baseline: {base[-1]}", file=sys.stderr, flush=True)
+                for label, flags, runs in (
+                    ("probes (default)", (), args.runs),
+                    ("baseline --liveness lease", BASELINE, args.baseline_runs),
+                ):
+                    if runs <= 0:
+                        continue
+                    if flags:
+                        restart_speakers(lab, flags)
+                    announcer_of(lab, address)
+                    time.sleep(2.0)  # every speaker joined and settled
+                    cost = lease_cost(lab, args.cost_window)
+                    print(
+                        f"{label}: {cost.writes:.1f} writes/node/min", file=sys.stderr, flush=True
+                    )
+                    design = measure(lab, client, address, label, runs)
+                    design.cost = cost
+                    designs.append(design)
             finally:
                 client.stop()
         finally:
             lab.destroy()
-    lines = [
-        f"| {'scenario (defaults: Lease 1 s, renewed every 0.25 s)':<46} | runs | "
-        "median    | min       | max       | target",
-        "|" + "---|" * 6,
-        row("hard death -> client reaches the Service again", [h.reached for h in hard], HARD),
-        row("hard death: client outage (last to first success)", [h.outage for h in hard]),
-        row("hard death -> new node's first GARP at the client", [h.announced for h in hard]),
-        row("SIGTERM -> new node's first GARP (handover)", [s.handover for s in soft], GRACEFUL),
-        row("SIGTERM -> client reaches it via the new node", [s.reached for s in soft]),
-        row("SIGTERM: longest gap between client successes", [s.outage for s in soft]),
-    ]  # fmt: skip
-    if base:
+    lines = table(designs)
+    lines += ["", "| liveness API cost, quiet (3 nodes) | writes per node per minute | "
+              "requests on speaker Leases per node per minute | watch events per node per minute |",
+              "|---|---|---|---|"]  # fmt: skip
+    for d in designs:
         lines.append(
-            row("baseline, Lease 5 s / 1 s: hard death -> reached", [h.reached for h in base])
+            f"| {d.label} | {d.cost.writes:.1f} | {d.cost.requests:.1f} | "
+            f"{d.cost.writes * len(NODES):.1f} |"
         )
-    else:
-        lines.append(f"| {'baseline, Lease 5 s / 1 s (not run)':<46} |    0 | - | - | - |")
     lines += [
         "",
-        f"Lease API cost per node per minute (quiet, {len(NODES)} nodes, defaults): "
-        f"{writes:.0f} Lease writes (expected {60 / DEFAULT_RENEW:.0f}: one PATCH per renewal), "
-        f"{requests:.0f} requests on the speaker Leases in all; each write is delivered as "
-        f"a watch event to each of the {len(NODES)} speakers' Lease watches "
-        f"({writes * len(NODES):.0f} events per node per minute: N per write on N nodes).",
-        "Requests seen in the window: "
-        + ", ".join(f"{verb} x{count}" for verb, count in sorted(verbs.items())),
+        "Watch events: each write is delivered to each of the N speakers' Lease watches.",
         "Anchors (L2_REFERENCE.md §2, not measured here): MetalLB ~4-6 s (memberlist), "
         "kube-vip 13-19.5 s (Lease 15/10/2 s), Cilium 10-20 s (Lease 15/5/2 s).",
     ]

@@ -2,7 +2,9 @@
 [--lb-class NAME] [--metrics-port PORT]``
 
 ``python -m announcers.kubernetes speaker --node NAME [--kubeconfig PATH] [--namespace NS]
-[--interface IFACE ...] [--metrics-port PORT] [--lease-duration SECONDS]
+[--interface IFACE ...] [--metrics-port PORT] [--liveness probe|lease]
+[--probe-address HOST] [--probe-port PORT] [--probe-interval SECONDS]
+[--probe-timeout SECONDS] [--indirect-timeout SECONDS] [--lease-duration SECONDS]
 [--renew-period SECONDS]``
 
 ``controller`` allocates addresses to LoadBalancer Services (see ``docs/kubernetes.md``);
@@ -19,12 +21,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import ipaddress
 import logging
 import math
 import os
 import signal
 import socket
 import sys
+import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -36,7 +41,9 @@ from announcers.base import UnknownInterfaceError
 try:
     from announcers.kubernetes import client, controller, logs, speaker
     from announcers.kubernetes.l2status import PodRef
+    from announcers.kubernetes.liveness import DEFAULT_PROBE_PORT
     from announcers.kubernetes.logs import log_event
+    from announcers.kubernetes.membership import ProbeTiming
     from announcers.kubernetes.metrics import Metrics
     from announcers.kubernetes.speaker_metrics import SpeakerMetrics
 except ModuleNotFoundError as _missing:  # lightkube, httpx2, prometheus-client or PyYAML
@@ -150,6 +157,50 @@ def _parser() -> argparse.ArgumentParser:
         help="announce on these interfaces only (default: MetalLB's interface discovery)",
     )
     spk.add_argument(
+        "--liveness",
+        choices=("probe", "lease"),
+        default="probe",
+        help="probe: speakers probe each other over UDP and write deaths to the API (default); "
+        "lease: each node renews its Lease every --renew-period (the previous design)",
+    )
+    spk.add_argument(
+        "--probe-address",
+        metavar="HOST",
+        default="",
+        help="address of the UDP probe socket, and the one the other speakers probe "
+        "(default: every address; this node's address towards the API server is published)",
+    )
+    spk.add_argument(
+        "--probe-port",
+        metavar="PORT",
+        type=_port,
+        default=DEFAULT_PROBE_PORT,
+        help=f"UDP port the speakers probe each other on (default {DEFAULT_PROBE_PORT})",
+    )
+    timing = ProbeTiming()
+    spk.add_argument(
+        "--probe-interval",
+        metavar="SECONDS",
+        type=_seconds,
+        default=timing.interval,
+        help=f"ping each watched node this often (default {timing.interval:g})",
+    )
+    spk.add_argument(
+        "--probe-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=timing.timeout,
+        help=f"wait this long for a direct answer (default {timing.timeout:g})",
+    )
+    spk.add_argument(
+        "--indirect-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=timing.indirect_timeout,
+        help="then this long for an answer through other speakers before declaring the node "
+        f"dead (default {timing.indirect_timeout:g})",
+    )
+    spk.add_argument(
         "--lease-duration",
         metavar="SECONDS",
         type=_lease_duration,
@@ -244,6 +295,28 @@ async def _run_speaker(
     return 0
 
 
+def _api_host(path: str | None) -> str:
+    """The API server's host from the kubeconfig (to find this node's own address)."""
+    try:
+        single = client.load_config(path).get()
+        server = single.cluster.server if single is not None else ""
+    except (client.UnusableKubeconfig, AttributeError):
+        return ""
+    return urllib.parse.urlsplit(server or "").hostname or ""
+
+
+def _check_probe_port(host: str, port: int) -> None:
+    """Refuse at start a probe port that cannot be bound (another speaker, memberlist)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((host or "0.0.0.0", port))
+    except OSError as error:
+        raise _UsageError(
+            f"--probe-port {port}: cannot listen on UDP {host or '*'}:{port}: {error.strerror}"
+        ) from None
+
+
 def _speaker(args: argparse.Namespace) -> int:
     if args.renew_period >= args.lease_duration:
         raise _UsageError(
@@ -252,6 +325,13 @@ def _speaker(args: argparse.Namespace) -> int:
         )
     if not args.node.strip():
         raise _UsageError("--node must name this node")
+    if args.probe_address:
+        try:
+            ipaddress.ip_address(args.probe_address)
+        except ValueError:
+            raise _UsageError(
+                f"--probe-address: not an IP address: {args.probe_address!r}"
+            ) from None
     api = client.connect(args.kubeconfig)
     try:
         sockets.check_capability()
@@ -270,12 +350,24 @@ def _speaker(args: argparse.Namespace) -> int:
     except UnknownInterfaceError as error:
         raise _UsageError(str(error)) from None
     pod_name, pod_uid = os.environ.get("POD_NAME"), os.environ.get("POD_UID")
+    if args.liveness == "probe":
+        _check_probe_port(args.probe_address, args.probe_port)
     settings = speaker.SpeakerSettings(
         node=args.node,
         namespace=args.namespace,
+        liveness=args.liveness,
         lease_duration=args.lease_duration,
         renew_period=args.renew_period,
         pod=PodRef(pod_name, pod_uid) if pod_name and pod_uid else None,
+        probe_address=args.probe_address,
+        probe_port=args.probe_port,
+        api_host=_api_host(args.kubeconfig),
+        probe_timing=dataclasses.replace(
+            ProbeTiming(),
+            interval=args.probe_interval,
+            timeout=args.probe_timeout,
+            indirect_timeout=args.indirect_timeout,
+        ),
     )
     metrics = SpeakerMetrics(node=args.node)
     stop_metrics = _serve_metrics(metrics, args.metrics_port)
@@ -287,6 +379,8 @@ def _speaker(args: argparse.Namespace) -> int:
         node=settings.node,
         namespace=settings.namespace,
         interfaces=[i.name for i in found],
+        liveness=settings.liveness,
+        probe=f"{settings.probe_address or '*'}:{settings.probe_port}",
         lease_duration=settings.lease_duration,
         renew_period=settings.renew_period,
         metrics_port=args.metrics_port or None,

@@ -150,6 +150,9 @@ class L2StatusWriter:
         self._alive: frozenset[str] = frozenset()
         self._dirty: set[str] = set()
         self._loaded = False
+        #: Whether the speaker has said what it serves yet: until then nothing is written, so
+        #: a restarted speaker that has not joined yet keeps (does not withdraw) its statuses.
+        self._told = False
         self._busy = False
         self._wake = asyncio.Event()
         self._said: str | None = None
@@ -166,6 +169,7 @@ class L2StatusWriter:
                 self._dirty.add(key)
         self._want = want
         self._alive = frozenset(alive)
+        self._told = True
         if self._dirty:
             self._wake.set()
 
@@ -220,7 +224,7 @@ class L2StatusWriter:
     async def _write(self) -> None:
         while True:
             try:
-                while self._dirty:
+                while self._dirty and self._told:
                     key = min(self._dirty)
                     self._busy = True
                     self._dirty.discard(key)
@@ -238,7 +242,7 @@ class L2StatusWriter:
                 await asyncio.sleep(self._backoff.next())
                 continue
             self._wake.clear()
-            if not self._dirty:
+            if not (self._dirty and self._told):
                 await self._wake.wait()
 
     def _complain(self, error: KubeError) -> None:

@@ -10,18 +10,19 @@ Events say so (:func:`metallb_core.report_announcements`) and whether it may act
 
 How it runs
 ===========
-* **Liveness.** :class:`~announcers.kubernetes.liveness.NodeLease` keeps this node's Lease
-  fresh (renewed every ``renew_period``); :class:`~announcers.kubernetes.liveness.Liveness`
-  says which nodes hold a fresh Lease. A change in that set (a Lease going stale, given up
-  or appearing) re-runs the election of every Service at once: a timer fires at the moment
-  the next Lease would go stale, so a dead node is replaced ``lease_duration`` seconds after
-  its last renewal was seen, without polling.
-* **Contact.** This speaker trusts its view only while it sees *its own* Lease fresh: that
-  proves that its renewals reach the API server and that its watch brings them back. Without
-  it (API server unreachable from this node, or the watch broken) every other Lease would
-  look stale too and the speaker would take every address over; instead it freezes: it keeps
-  announcing what it announced, changes nothing, and says so. Nothing is announced before the
-  first renewal has come back.
+* **Liveness.** A :class:`~announcers.kubernetes.liveness.LivenessSource` says which nodes'
+  speakers are alive and whether this speaker may act on its view (its *standing*); it is
+  fed every speaker Lease the speaker's watch sees, and calls back when either changes, so a
+  change re-runs the election of every Service at once. By default
+  (:class:`~announcers.kubernetes.liveness.ProbeLiveness`) the speakers probe each other over
+  UDP and a death is a conditional write to the dead node's Lease; ``liveness="lease"``
+  (:class:`~announcers.kubernetes.liveness.LeaseLiveness`) keeps the per-node Lease renewed
+  every ``renew_period`` instead. See ``docs/speaker.md``.
+* **Contact.** Standing ``frozen`` (the API server is unreachable, or this speaker has not
+  seen itself join yet): it keeps announcing what it announced and changes nothing, and says
+  so; nothing is announced before it has joined. Standing ``fenced`` (cut off from every
+  other speaker *and* the API server, or another speaker of this node took over): it
+  withdraws everything until that ends.
 * **Rounds.** Changes are gathered and handled in rounds, on the event loop: a Service or
   EndpointSlice change re-elects that Service, a Node, configuration, liveness or local
   interface change re-elects every Service. Then the announcer is told the difference:
@@ -34,9 +35,9 @@ How it runs
 * **Events.** ``nodeAssigned`` (``announcing from node "<node>" with protocol "layer2"``)
   when this node starts announcing a Service, ``announceFailed`` (Warning) when it won a
   Service but has none of the interfaces its L2Advertisements allow, as MetalLB.
-* **Shutdown.** On ``stop``: withdraw everything, *then* give the Lease up, so the next
-  node takes over as soon as it sees the Lease change (graceful handover), then delete this
-  node's ServiceL2Status objects and send the pending Events.
+* **Shutdown.** On ``stop``: withdraw everything, *then* leave (the Lease given up), so the
+  next node takes over as soon as it sees the Lease change (graceful handover), then
+  delete this node's ServiceL2Status objects and send the pending Events.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import Any, Literal
 
 import metallb_core as core
 from announcers.arp.interfaces import SelectedInterface
@@ -75,8 +76,15 @@ from announcers.kubernetes.convert import (
 from announcers.kubernetes.events import EventSender
 from announcers.kubernetes.informer import Backoff, ChangeType, Informer
 from announcers.kubernetes.l2status import L2StatusWriter, PodRef
-from announcers.kubernetes.liveness import LEASE_LABELS, Liveness, NodeLease
+from announcers.kubernetes.liveness import (
+    DEFAULT_PROBE_PORT,
+    LEASE_LABELS,
+    LeaseLiveness,
+    LivenessSource,
+    ProbeLiveness,
+)
 from announcers.kubernetes.logs import log_event
+from announcers.kubernetes.membership import ProbeTiming
 from announcers.kubernetes.speaker_metrics import SpeakerMetrics
 from announcers.kubernetes.status import CreateEvent, EventBook, EventWrite, reference
 
@@ -100,8 +108,20 @@ class SpeakerSettings:
 
     node: str
     namespace: str = "metallb-system"
+    #: ``probe``: UDP probes between speakers, deaths written to the API (the default);
+    #: ``lease``: the per-node Lease renewed every ``renew_period`` (the design before).
+    liveness: Literal["probe", "lease"] = "probe"
     lease_duration: int = DEFAULT_LEASE_DURATION
     renew_period: float = DEFAULT_RENEW_PERIOD
+    #: The UDP probe socket's host ("": every address, the Lease then carries this node's
+    #: address towards ``api_host``) and port (0: any free one, for tests).
+    probe_address: str = ""
+    probe_port: int = DEFAULT_PROBE_PORT
+    #: The API server's host, to find this node's own address for the probes.
+    api_host: str = ""
+    probe_timing: ProbeTiming = dataclasses.field(default_factory=ProbeTiming)
+    #: Seconds between two checks that the API server answers (a GET of the own Lease).
+    contact_period: float = 2.0
     #: Seconds between two scans of the local interfaces (MetalLB: 10 s).
     interface_rescan: float = 10.0
     #: ``timeoutSeconds`` of each watch request (the watch is then resumed).
@@ -117,6 +137,10 @@ class SpeakerSettings:
     def __post_init__(self) -> None:
         if not self.node:
             raise ValueError("the node name must not be empty")
+        if self.liveness not in ("probe", "lease"):
+            raise ValueError(f"liveness must be 'probe' or 'lease', not {self.liveness!r}")
+        if not 0 <= self.probe_port < 65536:
+            raise ValueError(f"the probe port must be 0-65535, not {self.probe_port}")
         if self.lease_duration < 1:
             raise ValueError(f"the lease duration must be at least 1 s, not {self.lease_duration}")
         if not 0 < self.renew_period < self.lease_duration:
@@ -211,17 +235,33 @@ class Speaker:
             self.advertisements,
             self.configmaps,
         )
-        self.lease = NodeLease(
-            api,
-            namespace=ns,
-            node=s.node,
-            duration=s.lease_duration,
-            renew_period=s.renew_period,
-            on_renewed=self.metrics.renewed,
-            clock=clock,
-            wall=wall,
-        )
-        self.liveness = Liveness(me=s.node)
+        self.liveness: LivenessSource
+        if s.liveness == "lease":
+            self.liveness = LeaseLiveness(
+                api,
+                namespace=ns,
+                node=s.node,
+                duration=s.lease_duration,
+                renew_period=s.renew_period,
+                metrics=self.metrics,
+                clock=clock,
+                wall=wall,
+            )
+        else:
+            self.liveness = ProbeLiveness(
+                api,
+                namespace=ns,
+                node=s.node,
+                timing=s.probe_timing,
+                bind=(s.probe_address or "0.0.0.0", s.probe_port),
+                api_host=s.api_host,
+                contact_period=s.contact_period,
+                metrics=self.metrics,
+                on_change=self._liveness_changed,
+                clock=clock,
+                wall=wall,
+            )
+            self.metrics.watch_probes(self.liveness.detector.counts)
         self.l2status = L2StatusWriter(
             api,
             namespace=ns,
@@ -229,10 +269,12 @@ class Speaker:
             pod=s.pod,
             backoff=Backoff(initial=s.backoff_initial, cap=s.backoff_cap),
         )
-        #: Nodes whose speaker Lease is fresh, as of the last check.
+        #: Nodes whose speaker is alive, as of the last check.
         self.alive: frozenset[str] = frozenset()
-        #: True while this speaker does not see its own Lease fresh (see "Contact").
+        #: True while this speaker may not act on its view (see "Contact").
         self.frozen = True
+        #: True while this speaker withdrew everything because it is cut off (see "Contact").
+        self.fenced = False
         #: The configuration in force (None until one is).
         self.config: core.Config | None = None
         self.source: Source = "none"
@@ -307,12 +349,16 @@ class Speaker:
     def _lease_changed(
         self, change: ChangeType, key: str, new: JsonDict | None, old: JsonDict | None
     ) -> None:
-        self.liveness.observe(key, new, now=self._clock(), wall=self._wall())
+        self.liveness.observe(key, new)
         self._check_alive()
+
+    def _liveness_changed(self) -> None:
+        self._check_alive()
+        self._wake.set()
 
     def _check_alive(self) -> None:
         alive = self.liveness.alive(self._clock())
-        if alive == self.alive:
+        if alive is self.alive or alive == self.alive:
             return
         log_event(
             _log,
@@ -336,7 +382,7 @@ class Speaker:
             if not await self._list(stop):
                 return
             tasks = [asyncio.create_task(i.run(), name=f"watch {i.what}") for i in self.informers]
-            self._lease_task = asyncio.create_task(self.lease.run(), name="lease")
+            self._lease_task = asyncio.create_task(self.liveness.run(), name="liveness")
             tasks.append(self._lease_task)
             tasks.append(asyncio.create_task(self.l2status.run(), name="servicel2status"))
             if self._owns_events:
@@ -384,7 +430,7 @@ class Speaker:
 
     def _deadline(self) -> float | None:
         times = [self._next_scan]
-        expiry = self.liveness.next_expiry(self._clock())
+        expiry = self.liveness.next_deadline(self._clock())
         if expiry is not None:
             times.append(expiry)
         if self._retry_at is not None:
@@ -434,24 +480,37 @@ class Speaker:
             self._retry_keys.clear()
             self._retry_all = False
         self._check_alive()
-        if core.speaker_frozen(self.node, self.alive):
+        standing = self.liveness.standing(now)
+        if standing == "fenced":
+            self.frozen = True
+            if not self.fenced:
+                self.fenced = True
+                log_event(
+                    _log,
+                    logging.WARNING,
+                    "fenced: withdrawing everything until in touch again",
+                    lease=self.liveness.where,
+                    announced=len(self.announced),
+                )
+                self._withdraw_everything()
+            return
+        if standing == "frozen":
             if not self.frozen:
                 self.frozen = True
                 log_event(
                     _log,
                     logging.WARNING,
-                    "own lease not seen fresh: API server or watch unreachable; "
+                    "not in contact with the API server (or not joined yet); "
                     "keeping what is announced, changing nothing until it is",
-                    lease=self.lease.where,
+                    lease=self.liveness.where,
                     announced=len(self.announced),
                 )
             return
         if self.frozen:
             self.frozen = False
+            self.fenced = False
             self._all = True
-            log_event(
-                _log, logging.INFO, "own lease seen fresh: in contact", lease=self.lease.where
-            )
+            log_event(_log, logging.INFO, "in contact", lease=self.liveness.where)
         if self.node not in self.nodes.objects and self._said.get("no node") is None:
             self._said["no node"] = True
             log_event(
@@ -654,7 +713,7 @@ class Speaker:
 
     # -- shutdown ---------------------------------------------------------------------------
 
-    async def _shut_down(self) -> None:
+    def _withdraw_everything(self) -> None:
         for pair in core.plan_announcements(self.node, (), (), self.announced).withdraw:
             with contextlib.suppress(Exception):
                 self.announcer.withdraw(*pair)
@@ -663,13 +722,16 @@ class Speaker:
         self.announced.clear()
         self.report = core.AnnounceReport.empty()
         self.metrics.set_announced(set())
+
+    async def _shut_down(self) -> None:
+        self._withdraw_everything()
         if self._lease_task is not None:
             self._lease_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lease_task
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.release_timeout):
-                await self.lease.release()
+                await self.liveness.leave()
         self.l2status.update({}, self.alive)  # after the handover: delete this node's statuses
         await self.l2status.drain(self.settings.flush_timeout)
         await self.events.flush(self.settings.flush_timeout)

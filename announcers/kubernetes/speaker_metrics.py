@@ -22,7 +22,15 @@
                                                              it is down after a failure
 ``metallb_core_speaker_alive_nodes``                gauge    nodes whose speaker Lease is fresh
 ``metallb_core_speaker_lease_renewals_total``       counter  renewals of this node's Lease
-``metallb_core_speaker_lease_renewal_errors_total`` counter  renewals that failed
+``metallb_core_speaker_lease_renewal_errors_total`` counter  renewals that failed (timeouts too)
+``metallb_core_speaker_liveness_writes_total``      counter  liveness writes to the API, per
+                                                             ``reason`` (``join``, ``leave``,
+                                                             ``verdict``, ``renew``)
+``metallb_core_speaker_liveness_errors_total``      counter  liveness requests that failed, per
+                                                             ``request`` and ``error``
+                                                             (``timeout``, ``conflict``,
+                                                             ``refused``)
+``metallb_core_speaker_probes_total``               counter  UDP probes per ``result``
 ``metallb_k8s_client_updates_total``                counter  object updates processed
 ``metallb_k8s_client_config_loaded_bool``           gauge    1 once a configuration is in force
 ``metallb_k8s_client_config_stale_bool``            gauge    1 while the latest config is refused
@@ -103,6 +111,26 @@ class _AnnouncerCollector(Collector):
         yield from (answered, sent, conflicts, reasserts, restarts, healthy)
 
 
+class _ProbeCollector(Collector):
+    """The probe detector's counts (``announcers.kubernetes.membership.Counts``)."""
+
+    RESULTS = ("probes", "acked", "indirect", "inconclusive", "lagged", "verdicts", "relayed")
+
+    def __init__(self, counts: object) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "metallb_core_speaker_probes",
+            "UDP probes of other speakers, per outcome (probes started, acked, gone indirect, "
+            "inconclusive, judged late, verdicts; relayed for others).",
+            labels=["result"],
+        )
+        for result in self.RESULTS:
+            family.add_metric([result], float(getattr(self._counts, result, 0) or 0))
+        yield family
+
+
 class SpeakerMetrics(Exposition):
     """The speaker's metrics (see the module docstring) on a private registry.
 
@@ -144,6 +172,18 @@ class SpeakerMetrics(Exposition):
             "Renewals of this node's speaker Lease that failed.",
             registry=r,
         )
+        self.liveness_writes = Counter(
+            "metallb_core_speaker_liveness_writes",
+            "Writes to the API for liveness (join, leave, verdict, renew).",
+            ["reason"],
+            registry=r,
+        )
+        self.liveness_errors = Counter(
+            "metallb_core_speaker_liveness_errors",
+            "Liveness requests to the API that failed (timeout, conflict, refused).",
+            ["request", "error"],
+            registry=r,
+        )
         self.updates = Counter(
             "metallb_k8s_client_updates_total",
             "Number of k8s object updates that have been processed.",
@@ -169,9 +209,23 @@ class SpeakerMetrics(Exposition):
         self._collector = _AnnouncerCollector(announcer)
         self.registry.register(self._collector)
 
+    def watch_probes(self, counts: object) -> None:
+        """Report a probe detector's counts (read at each scrape)."""
+        self.registry.register(_ProbeCollector(counts))
+
     def renewed(self, ok: bool) -> None:
         """Count one renewal of this node's Lease."""
         (self.lease_renewals if ok else self.lease_renewal_errors).inc()
+        if ok:
+            self.liveness_writes.labels(reason="renew").inc()
+
+    def liveness_write(self, reason: str) -> None:
+        """Count one liveness write that the API took."""
+        self.liveness_writes.labels(reason=reason).inc()
+
+    def liveness_error(self, request: str, error: str) -> None:
+        """Count one liveness request that failed (``error``: timeout, conflict, refused)."""
+        self.liveness_errors.labels(request=request, error=error).inc()
 
     def set_announced(self, pairs: set[tuple[str, str]]) -> None:
         """What this node announces now, as ``(service key, ip)`` pairs."""

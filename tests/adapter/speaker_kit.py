@@ -154,8 +154,10 @@ class Fleet:
         api = LightkubeApi(kube_config(self.apiserver.base_url), trust_env=False)
         mock = announcer or MockAnnouncer()
         found = tuple(interfaces)
+        # Probes on loopback, each speaker on a port of its own.
+        options = {"probe_address": "127.0.0.1", "probe_port": 0, **settings}
         speaker = Speaker(
-            api, mock, SpeakerSettings(node=name, **settings), interfaces=lambda: found
+            api, mock, SpeakerSettings(node=name, **options), interfaces=lambda: found
         )
         stop = asyncio.Event()
         task = asyncio.create_task(speaker.run(stop), name=f"speaker {name}")
@@ -211,7 +213,7 @@ class Fleet:
             return False
         for informer in speaker.informers:
             if informer is speaker.leases:
-                continue  # renewed all the time; liveness is checked through speaker.alive
+                continue  # liveness (renewed all the time with --liveness lease): see speaker.alive
             resource = f"{informer.kind.api_version}/{informer.kind.plural}"
             stored = self.apiserver.list_stored(resource, informer.namespace)
             if informer.fields and "metadata.name" in informer.fields:

@@ -1322,3 +1322,40 @@ def test_standalone_process_in_a_network_namespace_is_reachable(
     assert process.url.startswith(f"http://{there}:")
     assert meta(fetched, "name") == "web"
     assert log.count(verb="create") == 1
+
+
+async def test_write_latency_delays_writes_to_the_chosen_resource_only(
+    apiserver: ApiServerEmulator,
+) -> None:
+    import time as _time
+
+    from announcers.kubernetes.client import CONFIG_MAP, LEASE
+
+    from .controller_kit import client_for
+
+    api = client_for(apiserver)
+    try:
+        apiserver.write_latency(0.3, 0.3, resource="leases")
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": {"name": "l", "namespace": "default"}, "spec": {}}  # fmt: skip
+        started = _time.monotonic()
+        await api.create(LEASE, lease)
+        slow = _time.monotonic() - started
+        started = _time.monotonic()
+        await api.get(LEASE, "l", namespace="default")
+        await api.create(
+            CONFIG_MAP,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "c", "namespace": "default"},
+            },
+        )
+        fast = _time.monotonic() - started
+        apiserver.write_latency(0, 0)
+        assert slow >= 0.3
+        assert fast < 0.3
+        with pytest.raises(ValueError, match="write latency"):
+            apiserver.write_latency(2, 1)
+    finally:
+        await api.close()

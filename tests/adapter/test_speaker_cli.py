@@ -71,6 +71,38 @@ def test_default_lease_timing_is_one_second_renewed_every_quarter() -> None:
     assert (args.lease_duration, args.renew_period, args.interface) == (1, 0.25, None)
 
 
+def test_default_liveness_is_probes_on_memberlists_port() -> None:
+    args = _parser().parse_args(["speaker", "--node", "n1"])
+    assert (args.liveness, args.probe_address, args.probe_port) == ("probe", "", 7946)
+    assert (args.probe_interval, args.probe_timeout, args.indirect_timeout) == (0.2, 0.2, 0.5)
+
+
+async def test_bad_probe_address_is_one_line_and_status_2(tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kc", "http://127.0.0.1:1", "t")
+    process = await start_speaker(
+        "--node", "n1", "--kubeconfig", str(kubeconfig), "--probe-address", "not-an-ip"
+    )
+    status, err = await finished(process)
+    assert (status, len(err)) == (2, 1)
+    assert "--probe-address: not an IP address: 'not-an-ip'" in err[0]
+
+
+async def test_probe_port_in_use_is_one_line_and_status_2(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the speaker needs CAP_NET_RAW before it looks at the port")
+    kubeconfig = write_kubeconfig(tmp_path / "kc", "http://127.0.0.1:1", "t")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        process = await start_speaker(
+            "--node", "n1", "--kubeconfig", str(kubeconfig), "--interface", "lo",
+            "--probe-address", "127.0.0.1", "--probe-port", str(port),
+        )  # fmt: skip
+        status, err = await finished(process)
+    assert (status, len(err)) == (2, 1)
+    assert f"--probe-port {port}: cannot listen" in err[0]
+
+
 @pytest.mark.parametrize(
     "flags", [["--lease-duration", "0.5"], ["--lease-duration", "0"], ["--renew-period", "-1"]]
 )
@@ -133,7 +165,7 @@ async def test_sigterm_gives_the_lease_up_and_exits_0(
     port = _free_port()
     process = await start_speaker(
         "--node", NODES[0], "--kubeconfig", str(kubeconfig), "--namespace", NS,
-        "--interface", "lo", "--metrics-port", str(port),
+        "--interface", "lo", "--metrics-port", str(port), "--probe-port", "0",
     )  # fmt: skip
 
     def held() -> bool:
@@ -142,7 +174,7 @@ async def test_sigterm_gives_the_lease_up_and_exits_0(
 
     await apiserver.wait_for(held, timeout=20)
     text = await asyncio.to_thread(_scrape, port)
-    assert "metallb_core_speaker_lease_renewals_total" in text
+    assert 'metallb_core_speaker_liveness_writes_total{reason="join"} 1.0' in text
     assert "metallb_core_speaker_requests_answered_total" in text
     status, err = await terminate(process)
     assert status == 0, err

@@ -271,12 +271,27 @@ async def test_node_without_a_node_object_never_announces(apiserver: ApiServerEm
 # -- liveness -------------------------------------------------------------------------------------
 
 
-async def test_crashed_winner_is_replaced_once_its_lease_goes_stale(
+async def test_crashed_winner_is_declared_dead_by_a_prober_and_replaced(
     apiserver: ApiServerEmulator,
 ) -> None:
     seed_web(apiserver)
     rest = tuple(n for n in NODES if n != winner())
     async with fleet(apiserver) as group:
+        await group.announced_by(VIP, {winner()})
+        await group[winner()].crash()
+        await group.announced_by(VIP, {winner(nodes=rest)})
+        lease = apiserver.read(LEASES, NS, lease_name(winner()))
+        assert lease is not None
+        assert lease["spec"].get("holderIdentity") is None
+        assert lease["metadata"]["annotations"]["metallb-core.io/declared-dead-by"] in rest
+
+
+async def test_crashed_winner_is_replaced_once_its_lease_goes_stale_with_lease_liveness(
+    apiserver: ApiServerEmulator,
+) -> None:
+    seed_web(apiserver)
+    rest = tuple(n for n in NODES if n != winner())
+    async with fleet(apiserver, liveness="lease") as group:
         await group.announced_by(VIP, {winner()})
         await group[winner()].crash()
         await group.announced_by(VIP, {winner(nodes=rest)})
@@ -383,7 +398,8 @@ async def test_metrics_count_announced_addresses_and_live_speakers(
         assert metrics.value("metallb_speaker_announced", **labels) == 1.0
         assert metrics.value("metallb_core_speaker_announced_ips") == 1.0
         assert metrics.value("metallb_core_speaker_alive_nodes") == 3.0
-        assert (metrics.value("metallb_core_speaker_lease_renewals_total") or 0) >= 1
+        assert metrics.value("metallb_core_speaker_liveness_writes_total", reason="join") == 1
+        assert (metrics.value("metallb_core_speaker_probes_total", result="acked") or 0) >= 1
         other = group[next(n for n in NODES if n != winner())].speaker.metrics
         assert other.value("metallb_core_speaker_announced_ips") == 0.0
 

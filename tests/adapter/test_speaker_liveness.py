@@ -1,20 +1,30 @@
-"""Speaker liveness: judging Leases (pure, times given) and keeping one (against the emulator)."""
+"""Speaker liveness: judging Leases (pure, times given) and keeping one (against the emulator);
+probes between speakers (real UDP on loopback) with the emulator as the authority."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
 
 from announcers.kubernetes.client import LEASE, LightkubeApi
+from announcers.kubernetes.informer import Informer
 from announcers.kubernetes.liveness import (
+    DEAD_BY_ANNOTATION,
+    INCARNATION_ANNOTATION,
     LEASE_LABELS,
+    PROBE_ANNOTATION,
     Liveness,
     NodeLease,
+    ProbeLiveness,
     lease_name,
+    parse_address,
     parse_micro_time,
 )
 from announcers.kubernetes.status import micro_time
@@ -263,3 +273,289 @@ def test_speaker_settings_refuse_a_renew_period_not_shorter_than_the_lease(perio
 
     with pytest.raises(ValueError, match="renew period"):
         SpeakerSettings(node="n1", lease_duration=1, renew_period=period)
+
+
+# -- ProbeLiveness: UDP probes on loopback, the emulator as the authority -------------------------
+
+
+class Node:
+    """One node's ProbeLiveness, fed by a real Lease informer, running on the test's loop."""
+
+    def __init__(self, apiserver: ApiServerEmulator, name: str, **kwargs: Any) -> None:
+        self.api = client_for(apiserver)
+        self.name = name
+        self.changes = 0
+        self.live = ProbeLiveness(
+            self.api,
+            namespace=NS,
+            node=name,
+            bind=kwargs.pop("bind", ("127.0.0.1", 0)),
+            contact_period=kwargs.pop("contact_period", 0.2),
+            request_timeout=kwargs.pop("request_timeout", 1.0),
+            on_change=self._changed,
+            **kwargs,
+        )
+        self.informer = Informer(
+            self.api,
+            LEASE,
+            lambda change, key, new, old: self.live.observe(key, new),
+            namespace=NS,
+            labels=LEASE_LABELS,
+        )
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def _changed(self) -> None:
+        self.changes += 1
+
+    async def start(self) -> Node:
+        await self.informer.sync()
+        self.tasks = [
+            asyncio.create_task(self.informer.run()),
+            asyncio.create_task(self.live.run()),
+        ]
+        return self
+
+    async def crash(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks = []
+
+    async def close(self) -> None:
+        await self.crash()
+        await self.api.close()
+
+
+async def eventually(condition: Any, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest_asyncio.fixture
+async def nodes(apiserver: ApiServerEmulator) -> AsyncIterator[list[Node]]:
+    started: list[Node] = []
+    yield started
+    for node in started:
+        await node.close()
+
+
+async def start(
+    apiserver: ApiServerEmulator, nodes: list[Node], *names: str, **kwargs: Any
+) -> list[Node]:
+    fresh = [await Node(apiserver, name, **kwargs).start() for name in names]
+    nodes.extend(fresh)
+    await eventually(
+        lambda: (
+            all(n.live.alive(0) >= set(names) for n in fresh)
+            and all(n.live.standing(0) == "member" for n in fresh)
+        )
+    )
+    return fresh
+
+
+async def test_joining_writes_a_labelled_record_with_the_probe_address(
+    apiserver: ApiServerEmulator, nodes: list[Node]
+) -> None:
+    (a,) = await start(apiserver, nodes, "a")
+    stored = apiserver.read(LEASES, NS, lease_name("a"))
+    assert stored is not None
+    assert stored["metadata"]["labels"] == dict(LEASE_LABELS)
+    notes = stored["metadata"]["annotations"]
+    assert parse_address(notes[PROBE_ANNOTATION]) == a.live.address
+    assert notes[INCARNATION_ANNOTATION] == a.live.incarnation
+    assert stored["spec"]["holderIdentity"] == "a"
+    assert "leaseDurationSeconds" not in stored["spec"]  # a record, not a lease that expires
+
+
+async def test_steady_state_writes_nothing(apiserver: ApiServerEmulator, nodes: list[Node]) -> None:
+    await start(apiserver, nodes, "a", "b", "c")
+    apiserver.request_log.clear()
+    await asyncio.sleep(2.0)
+    writes = [r for r in apiserver.request_log if r.verb in ("patch", "update", "create")]
+    assert writes == []
+    assert all(n.live.condemned == [] for n in nodes)
+
+
+async def test_a_dead_node_is_condemned_by_a_conditional_write(
+    apiserver: ApiServerEmulator, nodes: list[Node]
+) -> None:
+    a, b, c = await start(apiserver, nodes, "a", "b", "c")
+    await b.crash()
+    await eventually(lambda: "b" not in a.live.alive(0) and "b" not in c.live.alive(0), 5.0)
+    stored = apiserver.read(LEASES, NS, lease_name("b"))
+    assert stored is not None
+    assert stored["spec"].get("holderIdentity") is None
+    assert stored["metadata"]["annotations"][DEAD_BY_ANNOTATION] in ("a", "c")
+    assert sorted(a.live.condemned + c.live.condemned) == ["b"]  # one verdict taken
+
+
+async def test_probes_work_over_ipv6(apiserver: ApiServerEmulator, nodes: list[Node]) -> None:
+    a, b, c = await start(apiserver, nodes, "a", "b", "c", bind=("::1", 0))
+    stored = apiserver.read(LEASES, NS, lease_name("a"))
+    assert stored is not None
+    assert stored["metadata"]["annotations"][PROBE_ANNOTATION].startswith("[::1]:")
+    await b.crash()
+    await eventually(lambda: "b" not in a.live.alive(0) and "b" not in c.live.alive(0), 5.0)
+    assert sorted(a.live.condemned + c.live.condemned) == ["b"]
+
+
+async def test_a_verdict_on_a_record_that_changed_since_is_refused(
+    apiserver: ApiServerEmulator, nodes: list[Node]
+) -> None:
+    a, b = await start(apiserver, nodes, "a", "b")
+    a.tasks[0].cancel()  # a's watch stops: a keeps what it saw
+    with contextlib.suppress(asyncio.CancelledError):
+        await a.tasks[0]
+    stale = dict(a.live._records)  # what a saw
+    # b's record changes (a rejoin, say) before a's verdict lands.
+    await b.api.patch(
+        LEASE, lease_name("b"), {"spec": {"renewTime": micro_time(WALL)}}, namespace=NS
+    )
+    a.live._records = stale
+    await a.live._condemn("b")
+    stored = apiserver.read(LEASES, NS, lease_name("b"))
+    assert stored is not None
+    assert stored["spec"]["holderIdentity"] == "b"
+    assert a.live.refused == 1
+    assert a.live.condemned == []
+
+
+async def test_a_node_declared_dead_gives_way_then_rejoins_once_answered(
+    apiserver: ApiServerEmulator, nodes: list[Node]
+) -> None:
+    a, b = await start(apiserver, nodes, "a", "b")
+    record = a.live._records[f"{NS}/{lease_name('b')}"]
+    patch = {
+        "metadata": {"resourceVersion": record.version, "annotations": {DEAD_BY_ANNOTATION: "a"}},
+        "spec": {"holderIdentity": None},
+    }
+    await a.api.patch(LEASE, lease_name("b"), patch, namespace=NS)  # a false verdict
+    await eventually(lambda: "b" not in b.live.alive(0), 5.0)
+    assert b.live.standing(0) == "member"  # in contact: it acts, without itself
+    await eventually(lambda: "b" in b.live.alive(0) and "b" in a.live.alive(0), 5.0)
+    stored = apiserver.read(LEASES, NS, lease_name("b"))
+    assert stored is not None
+    assert stored["metadata"]["annotations"].get(DEAD_BY_ANNOTATION) is None
+    assert stored["spec"]["leaseTransitions"] == 1
+
+
+async def test_api_outage_freezes_and_condemns_nobody(
+    apiserver: ApiServerEmulator, nodes: list[Node]
+) -> None:
+    a, b, c = await start(apiserver, nodes, "a", "b", "c")
+    await apiserver.go_away("503")
+    await eventually(lambda: all(n.live.standing(0) == "frozen" for n in (a, b, c)), 5.0)
+    await b.crash()  # dies during the outage: nobody can write the verdict yet
+    await asyncio.sleep(1.5)
+    assert all(n.live.alive(0) == {"a", "b", "c"} for n in (a, c))
+    await apiserver.come_back()
+    await eventually(lambda: "b" not in a.live.alive(0), 10.0)
+    assert a.live.standing(0) == "member"
+
+
+async def test_cut_off_from_peers_and_api_fences(
+    apiserver: ApiServerEmulator, nodes: list[Node]
+) -> None:
+    a, b = await start(apiserver, nodes, "a", "b")
+    await b.crash()
+    await apiserver.go_away("503")  # a hears nobody and cannot reach the API
+    await eventually(lambda: a.live.standing(0) == "fenced", 6.0)
+    await apiserver.come_back()
+    await eventually(lambda: a.live.standing(0) == "member", 6.0)
+
+
+async def test_leave_gives_the_record_up_unless_a_newer_speaker_took_it(
+    apiserver: ApiServerEmulator, nodes: list[Node]
+) -> None:
+    (a,) = await start(apiserver, nodes, "a")
+    await a.crash()
+    newer = Node(apiserver, "a")
+    nodes.append(newer)
+    await newer.start()
+    await eventually(lambda: newer.live.standing(0) == "member")
+    assert not await a.live.leave()  # the old speaker leaves nothing
+    stored = apiserver.read(LEASES, NS, lease_name("a"))
+    assert stored is not None
+    assert stored["spec"]["holderIdentity"] == "a"
+    assert await newer.live.leave()
+    stored = apiserver.read(LEASES, NS, lease_name("a"))
+    assert stored is not None
+    assert stored["spec"].get("holderIdentity") is None
+
+
+async def test_renewal_timeouts_are_logged_and_counted(
+    api: LightkubeApi, apiserver: ApiServerEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    timeouts: list[bool] = []
+    reports: list[bool] = []
+    keeper = NodeLease(
+        api,
+        namespace=NS,
+        node="n1",
+        duration=1,
+        renew_period=0.25,
+        on_renewed=reports.append,
+        on_timeout=lambda: timeouts.append(True),
+    )
+
+    async def hang(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(60)
+
+    keeper.api = cast(Any, SimpleNamespace(patch=hang, create=hang))
+    task = asyncio.create_task(keeper.run())
+    await eventually(lambda: len(timeouts) >= 1, 5.0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert keeper.timeouts >= 1
+    assert reports[: len(timeouts)] == [False] * len(timeouts)
+    assert "lease renewal timed out" in caplog.text
+
+
+def partition(*sides: Sequence[Node]) -> None:
+    """Cut the UDP paths between the sides (the API stays reachable by all)."""
+    for side in sides:
+        for other in sides:
+            if other is side:
+                continue
+            for node in side:
+                node.live.blocked |= {o.live.address for o in other if o.live.address}
+
+
+async def test_two_nodes_partitioned_leave_one_member_standing(
+    apiserver: ApiServerEmulator, nodes: list[Node]
+) -> None:
+    a, b = await start(apiserver, nodes, "a", "b")
+    partition([a], [b])
+    await eventually(lambda: len(a.live.alive(0)) == 1 and a.live.alive(0) == b.live.alive(0), 8.0)
+    apiserver.request_log.clear()
+    await asyncio.sleep(2.5)  # past a rejoin backoff: the loser stays out while cut off
+    # ... and asks the API little meanwhile (contact reads every 0.2 s here, at most).
+    assert len([r for r in apiserver.request_log if r.resource == "leases"]) <= 2 * 2.5 / 0.2 + 4
+    (survivor,) = a.live.alive(0)
+    assert b.live.alive(0) == {survivor}
+    loser = b if survivor == "a" else a
+    assert survivor not in loser.live.condemned  # its verdict never landed
+    a.live.blocked.clear()
+    b.live.blocked.clear()
+    await eventually(lambda: a.live.alive(0) == b.live.alive(0) == {"a", "b"}, 10.0)
+
+
+async def test_a_partitioned_cluster_keeps_one_side(
+    apiserver: ApiServerEmulator, nodes: list[Node]
+) -> None:
+    group = await start(apiserver, nodes, "a", "b", "c", "d")
+    left, right = group[:2], group[2:]
+    partition(left, right)
+    await asyncio.sleep(4.0)
+    views = {frozenset(n.live.alive(0)) for n in group}
+    assert len(views) == 1  # everyone reads the same API
+    (alive,) = views
+    assert alive, "both sides were condemned"
+    assert alive <= {"a", "b"} or alive <= {"c", "d"}  # never both sides

@@ -352,8 +352,12 @@ class SpeakerLab:
             return False
         return sorted(json.loads(lines[-1])["alive"]) == sorted(NODES)
 
+    def lease(self, node: str) -> Any:
+        """The speaker Lease of ``node`` (None if there is none)."""
+        return self.kube.get(_path(*LEASES, NS, f"metallb-core-speaker-{node}"))
+
     def lease_holder(self, node: str) -> str | None:
-        lease = self.kube.get(_path(*LEASES, NS, f"metallb-core-speaker-{node}"))
+        lease = self.lease(node)
         if lease is None:
             return None
         holder = (lease.get("spec") or {}).get("holderIdentity")

@@ -85,6 +85,10 @@ class EmulatorControl:
         """See :meth:`ApiServerEmulator.compact`."""
         self._call("POST", "compact", {})
 
+    def write_latency(self, low: float, high: float, *, resource: str | None = None) -> None:
+        """See :meth:`ApiServerEmulator.write_latency`."""
+        self._call("POST", "latency", {"low": low, "high": high, "resource": resource})
+
     def seed(self, *objects: Mapping[str, Any]) -> list[JsonDict]:
         """See :meth:`ApiServerEmulator.seed`."""
         result: list[JsonDict] = self._call("POST", "seed", {"objects": list(objects)})["objects"]

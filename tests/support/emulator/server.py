@@ -124,6 +124,8 @@ class ApiServerEmulator(KubernetesEmulator):
     _host: str = attrs.field(default="127.0.0.1", init=False)
     _port: int | None = attrs.field(default=None, init=False)
     _outage: OutageMode | None = attrs.field(default=None, init=False)
+    # Write latency: (low, high, plural or None for every resource), see write_latency().
+    _latency: tuple[float, float, str | None] | None = attrs.field(default=None, init=False)
     _restore_task: asyncio.Task[None] | None = attrs.field(default=None, init=False)
     _watch_protocols: set[object] = attrs.field(factory=set, init=False)
     _user_payload_cache: tuple[tuple[Any, ...], list[Any]] = attrs.field(
@@ -516,7 +518,19 @@ class ApiServerEmulator(KubernetesEmulator):
         user_response = await self._serve_user_reaction(request)
         if user_response is not None:
             return user_response
+        if self._latency is not None and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+            low, high, plural = self._latency
+            if plural is None or plural == route.plural:
+                await asyncio.sleep(random.uniform(low, high))
         return await self._emulate(request, route)
+
+    def write_latency(self, low: float, high: float, *, resource: str | None = None) -> None:
+        """Delay every write (create, update, patch, delete) by U(``low``, ``high``) seconds
+        before it is carried out; only writes to the ``resource`` plural (``leases``) when
+        given. ``write_latency(0, 0)`` ends it."""
+        if not 0 <= low <= high:
+            raise ValueError(f"write latency: need 0 <= low <= high, not {low}, {high}")
+        self._latency = None if high == 0 else (low, high, resource)
 
     def _user_payloads(self) -> list[Any]:
         """The non-fallback reactions in kmock's priority order (cached: checked per request)."""
@@ -1437,6 +1451,13 @@ class ApiServerEmulator(KubernetesEmulator):
                 return {}
             case "POST", "compact":
                 self.compact()
+                return {}
+            case "POST", "latency":
+                self.write_latency(
+                    float(data.get("low", 0)),
+                    float(data.get("high", 0)),
+                    resource=data.get("resource"),
+                )
                 return {}
             case "GET", "history":
                 versions = self.history(query["resource"], query.get("namespace"), query["name"])
