@@ -203,15 +203,16 @@ def _secret_password(
         raise ConfigError(f"password not specified in the secret {shown}")
 
 
-def _peer(
-    obj: Mapping[str, Any],
-    secrets: Mapping[tuple[str, str], Mapping[str, Any]],
-    metallb_namespace: str,
-) -> Peer:
-    spec = spec_of(obj.get("spec"))
+def _reject_line_breaks(value: str, what: str) -> None:
+    """MetalLB refuses a newline or carriage return in a name it writes into FRR's config."""
+    if "\n" in value or "\r" in value:
+        raise ConfigError(f"{what} contains invalid characters")
+
+
+def _check_asns(spec: Mapping[str, Any]) -> None:
+    """The local ASN, exactly one of peer ASN and ``dynamicASN``, multi-hop only for eBGP."""
     my_asn, asn = spec.get("myASN", 0), spec.get("peerASN", 0)
     dynamic = spec.get("dynamicASN", "")
-    address, interface = spec.get("peerAddress", ""), spec.get("interface", "")
     if not my_asn:
         raise ConfigError("missing local ASN")
     if not asn and not dynamic:
@@ -222,32 +223,43 @@ def _peer(
         raise ConfigError(f"invalid dynamicASN {dynamic}")
     if asn == my_asn and spec.get("ebgpMultiHop"):
         raise ConfigError("invalid ebgp-multihop parameter set for an ibgp peer")
+
+
+def _check_endpoint(spec: Mapping[str, Any], where: str) -> None:
+    """Exactly one of ``peerAddress`` and ``interface``, the interface a clean name."""
+    address, interface = spec.get("peerAddress", ""), spec.get("interface", "")
     if not address and not interface:
         raise ConfigError("peer has no Address or Interface specified")
     if address and interface:
         raise ConfigError("peer has both Address and Interface specified")
-    where = f'"{namespace_of(obj)}"/"{name_of(obj)}"'
-    if "\n" in interface or "\r" in interface:
-        raise ConfigError(f"interface for peer {where} contains invalid characters")
-    hold = _duration(spec.get("holdTime"), "holdTime")
-    keepalive = _duration(spec.get("keepaliveTime"), "keepaliveTime")
-    connect = _duration(spec.get("connectTime"), "connectTime")
-    _timers(hold, keepalive, spec)
-    if address and parse_ip(address) is None:
-        raise ConfigError(f'invalid BGPPeer address "{address}"')
-    router_id = spec.get("routerID", "")
-    if router_id and parse_ip(router_id) is None:
-        raise ConfigError(f'invalid router ID "{router_id}"')
-    source = spec.get("sourceAddress", "")
-    if source and parse_ip(source) is None:
-        raise ConfigError(f'invalid source IP "{source}"')
-    selectors = check_duplicate_selectors(spec.get("nodeSelectors") or [], "nodeSelectors")
+    _reject_line_breaks(interface, f"interface for peer {where}")
+
+
+def _check_ips(spec: Mapping[str, Any]) -> None:
+    """``peerAddress``, ``routerID`` and ``sourceAddress``, when given, are IP addresses."""
+    for field, what in (
+        ("peerAddress", "BGPPeer address"),
+        ("routerID", "router ID"),
+        ("sourceAddress", "source IP"),
+    ):
+        value = spec.get(field, "")
+        if value and parse_ip(value) is None:
+            raise ConfigError(f'invalid {what} "{value}"')
+
+
+def _check_password(
+    obj: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    where: str,
+    secrets: Mapping[tuple[str, str], Mapping[str, Any]],
+    metallb_namespace: str,
+) -> None:
+    """At most one of ``password`` and ``passwordSecret``, either one usable."""
     password = spec.get("password", "")
     ref = spec.get("passwordSecret") or {}
     if password and ref.get("name"):
         raise ConfigError(f"can not have both password and secret ref set in peer config {where}")
-    if "\n" in password or "\r" in password:
-        raise ConfigError(f"password for peer {where} contains invalid characters")
+    _reject_line_breaks(password, f"password for peer {where}")
     if ref.get("name"):
         try:
             _secret_password(obj, ref, secrets, metallb_namespace)
@@ -255,27 +267,51 @@ def _peer(
             raise ConfigError(
                 f"{err}\nfailed to parse peer {name_of(obj)} password secret"
             ) from None
+
+
+def _secret_ref(spec: Mapping[str, Any]) -> str:
+    """``passwordSecret`` as ``namespace/name`` (namespace empty when omitted), or ``""``."""
+    ref = spec.get("passwordSecret") or {}
+    if not ref.get("name"):
+        return ""
+    return f"{ref.get('namespace') or ''}/{ref.get('name')}"
+
+
+def _peer(
+    obj: Mapping[str, Any],
+    secrets: Mapping[tuple[str, str], Mapping[str, Any]],
+    metallb_namespace: str,
+) -> Peer:
+    """One ``BGPPeer``, its checks in MetalLB's order (the first failing one is reported)."""
+    spec = spec_of(obj.get("spec"))
+    where = f'"{namespace_of(obj)}"/"{name_of(obj)}"'
+    _check_asns(spec)
+    _check_endpoint(spec, where)
+    hold = _duration(spec.get("holdTime"), "holdTime")
+    keepalive = _duration(spec.get("keepaliveTime"), "keepaliveTime")
+    connect = _duration(spec.get("connectTime"), "connectTime")
+    _timers(hold, keepalive, spec)
+    _check_ips(spec)
+    selectors = check_duplicate_selectors(spec.get("nodeSelectors") or [], "nodeSelectors")
+    _check_password(obj, spec, where, secrets, metallb_namespace)
     vrf = spec.get("vrf", "")
-    if "\n" in vrf or "\r" in vrf:
-        raise ConfigError(f"VRF name for peer {where} contains invalid characters")
+    _reject_line_breaks(vrf, f"VRF name for peer {where}")
     return Peer(
         name=name_of(obj),
-        my_asn=my_asn,
-        asn=asn,
-        dynamic_asn=dynamic,
-        address=address,
-        interface=interface,
-        source_address=source,
+        my_asn=spec.get("myASN", 0),
+        asn=spec.get("peerASN", 0),
+        dynamic_asn=spec.get("dynamicASN", ""),
+        address=spec.get("peerAddress", ""),
+        interface=spec.get("interface", ""),
+        source_address=spec.get("sourceAddress", ""),
         port=spec.get("peerPort"),
         hold_time=hold,
         keepalive_time=keepalive,
         connect_time=connect,
-        router_id=router_id,
+        router_id=spec.get("routerID", ""),
         node_selectors=selectors or (LabelSelector(),),
-        password=password,
-        password_secret=f"{ref.get('namespace') or ''}/{ref.get('name')}"
-        if ref.get("name")
-        else "",
+        password=spec.get("password", ""),
+        password_secret=_secret_ref(spec),
         bfd_profile=spec.get("bfdProfile", ""),
         ebgp_multihop=spec.get("ebgpMultiHop", False),
         vrf=vrf,

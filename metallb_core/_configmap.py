@@ -16,7 +16,7 @@ advertisements in ``Config.bgp_advertisements`` (this library announces in Layer
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from metallb_core._addresses import parse_ip
@@ -143,55 +143,86 @@ def _unmarshal_error(where: str, problem: str) -> ConfigError:
 
 
 def _decode(value: Any, shape: Any, where: str) -> Any:
-    """``value`` decoded into ``shape`` as ``yaml.UnmarshalStrict`` would, or ConfigError."""
+    """``value`` decoded into ``shape`` as ``yaml.UnmarshalStrict`` would, or ConfigError.
+
+    ``shape`` is a Go struct ``(type name, {key: shape})``, a slice ``[shape]``, or the name
+    of a Go type: ``"map"`` (``map[string]string``), ``"string"``, ``"bool"`` or an integer
+    type of ``_INT_RANGES``.
+    """
     if value is None:
         return None  # a null leaves the Go zero value
     if isinstance(shape, tuple):
-        type_name, fields = shape
-        if not isinstance(value, Mapping):
-            raise _unmarshal_error(
-                where, f"cannot unmarshal {_yaml_tag(value)} `{_short(value)}` into {type_name}"
-            )
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if key not in fields:
-                raise _unmarshal_error(where, f"field {key} not found in type {type_name}")
-            decoded = _decode(item, fields[key], f"{where}.{key}" if where else str(key))
-            if decoded is not None:
-                out[key] = decoded
-        return out
+        return _decode_struct(value, shape, where)
     if isinstance(shape, list):
-        if not isinstance(value, (list, tuple)):
+        return _decode_list(value, shape, where)
+    if shape in _SCALAR_DECODERS:
+        return _SCALAR_DECODERS[shape](value, where)
+    return _decode_int(value, shape, where)
+
+
+def _decode_struct(value: Any, shape: tuple[str, Mapping[str, Any]], where: str) -> dict[str, Any]:
+    """A mapping decoded into a Go struct: every key known, null fields left out."""
+    type_name, fields = shape
+    if not isinstance(value, Mapping):
+        raise _unmarshal_error(
+            where, f"cannot unmarshal {_yaml_tag(value)} `{_short(value)}` into {type_name}"
+        )
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in fields:
+            raise _unmarshal_error(where, f"field {key} not found in type {type_name}")
+        decoded = _decode(item, fields[key], f"{where}.{key}" if where else str(key))
+        if decoded is not None:
+            out[key] = decoded
+    return out
+
+
+def _decode_list(value: Any, shape: list[Any], where: str) -> list[Any]:
+    """A sequence decoded into a Go slice: a null item is its element's zero value."""
+    if not isinstance(value, (list, tuple)):
+        raise _unmarshal_error(
+            where, f"cannot unmarshal {_yaml_tag(value)} `{_short(value)}` into a list"
+        )
+    zero: Any = {} if isinstance(shape[0], tuple) else ""
+    decoded_items = [_decode(item, shape[0], f"{where}[{i}]") for i, item in enumerate(value)]
+    return [zero if item is None else item for item in decoded_items]
+
+
+def _decode_map(value: Any, where: str) -> dict[str, str]:
+    """A mapping decoded into ``map[string]string``: scalar values, null as ``""``."""
+    if not isinstance(value, Mapping):
+        raise _unmarshal_error(
+            where,
+            f"cannot unmarshal {_yaml_tag(value)} `{_short(value)}` into map[string]string",
+        )
+    out_map: dict[str, str] = {}
+    for key, item in value.items():
+        if item is not None and not _is_scalar(item):
             raise _unmarshal_error(
-                where, f"cannot unmarshal {_yaml_tag(value)} `{_short(value)}` into a list"
+                f"{where}.{key}", f"cannot unmarshal {_yaml_tag(item)} into string"
             )
-        zero: Any = {} if isinstance(shape[0], tuple) else ""
-        decoded_items = [_decode(item, shape[0], f"{where}[{i}]") for i, item in enumerate(value)]
-        return [zero if item is None else item for item in decoded_items]
-    if shape == "map":
-        if not isinstance(value, Mapping):
-            raise _unmarshal_error(
-                where,
-                f"cannot unmarshal {_yaml_tag(value)} `{_short(value)}` into map[string]string",
-            )
-        out_map: dict[str, str] = {}
-        for key, item in value.items():
-            if item is not None and not _is_scalar(item):
-                raise _unmarshal_error(
-                    f"{where}.{key}", f"cannot unmarshal {_yaml_tag(item)} into string"
-                )
-            out_map[_text(key)] = "" if item is None else _text(item)
-        return out_map
-    if shape == "string":
-        if not _is_scalar(value):
-            raise _unmarshal_error(where, f"cannot unmarshal {_yaml_tag(value)} into string")
-        return _text(value)
-    if shape == "bool":
-        if not isinstance(value, bool):
-            raise _unmarshal_error(
-                where, f"cannot unmarshal {_yaml_tag(value)} `{_short(value)}` into bool"
-            )
-        return value
+        out_map[_text(key)] = "" if item is None else _text(item)
+    return out_map
+
+
+def _decode_string(value: Any, where: str) -> str:
+    """A scalar decoded into a Go ``string`` (as its text)."""
+    if not _is_scalar(value):
+        raise _unmarshal_error(where, f"cannot unmarshal {_yaml_tag(value)} into string")
+    return _text(value)
+
+
+def _decode_bool(value: Any, where: str) -> bool:
+    """A YAML boolean decoded into a Go ``bool`` (nothing else is one)."""
+    if not isinstance(value, bool):
+        raise _unmarshal_error(
+            where, f"cannot unmarshal {_yaml_tag(value)} `{_short(value)}` into bool"
+        )
+    return value
+
+
+def _decode_int(value: Any, shape: str, where: str) -> int:
+    """A whole number decoded into the Go integer type ``shape``, within its range."""
     low, high = _INT_RANGES[shape]
     number = value
     if isinstance(value, float) and value.is_integer():
@@ -201,6 +232,14 @@ def _decode(value: Any, shape: Any, where: str) -> Any:
             where, f"cannot unmarshal {_yaml_tag(value)} `{_short(value)}` into {shape}"
         )
     return number
+
+
+_SCALAR_DECODERS: dict[str, Callable[[Any, str], Any]] = {
+    "map": _decode_map,
+    "string": _decode_string,
+    "bool": _decode_bool,
+}
+"""The Go types other than structs, slices and integers, by their names in the shapes."""
 
 
 def _is_scalar(value: Any) -> bool:
@@ -333,14 +372,8 @@ def check_aggregation(
             )
 
 
-def _bgp_advertisements(
-    pool: str,
-    raws: Sequence[Mapping[str, Any]],
-    addresses: Sequence[str],
-    aliases: Mapping[str, str],
-) -> tuple[BGPAdvertisement, ...]:
-    if not raws:
-        return (BGPAdvertisement(name=pool, pools=(pool,)),)
+def _check_distinct_advertisements(raws: Sequence[Mapping[str, Any]]) -> None:
+    """No two of a pool's BGP advertisements are equal (numbered from 1, as MetalLB does)."""
     for i, first in enumerate(raws):
         for j in range(i + 1, len(raws)):
             if dict(first) == dict(raws[j]):
@@ -348,41 +381,65 @@ def _bgp_advertisements(
                     "duplicate definition of bgpadvertisements. "
                     f"advertisement {i + 1} and {j + 1} are equal"
                 )
-    out = []
-    for raw in raws:
-        communities = list(raw.get("communities") or ())
-        for i, community in enumerate(communities):
-            if community in communities[:i]:
-                raise ConfigError(f'duplicate definition of community "{community}"')
-        length = raw.get("aggregation-length", 32)
-        if length > 32:
-            raise ConfigError(f"invalid aggregation length {length} for IPv4")
-        length_v6 = raw.get("aggregation-length-v6", 128)
-        if length_v6 > 128:
-            raise ConfigError(f"invalid aggregation length {length_v6} for IPv6")
-        check_aggregation(length, length_v6, addresses)
-        values = []
-        for community in communities:
-            if community in aliases:
-                values.append(aliases[community])
-                continue
-            try:
-                values.append(parse_legacy_community(community))
-            except ConfigError as err:
-                raise ConfigError(
-                    f'invalid community "{community}" in BGP advertisement: {err}'
-                ) from None
-        out.append(
-            BGPAdvertisement(
-                name=pool,
-                pools=(pool,),
-                aggregation_length=length,
-                aggregation_length_v6=length_v6,
-                local_pref=raw.get("localpref", 0),
-                communities=tuple(values),
-            )
-        )
-    return tuple(out)
+
+
+def _community_values(communities: Sequence[str], aliases: Mapping[str, str]) -> tuple[str, ...]:
+    """Each community, an alias of ``bgp-communities`` or a legacy ``AA:NN`` value, resolved."""
+    values = []
+    for community in communities:
+        if community in aliases:
+            values.append(aliases[community])
+            continue
+        try:
+            values.append(parse_legacy_community(community))
+        except ConfigError as err:
+            raise ConfigError(
+                f'invalid community "{community}" in BGP advertisement: {err}'
+            ) from None
+    return tuple(values)
+
+
+def _check_duplicate_communities(communities: Sequence[str]) -> None:
+    """No community listed twice in one advertisement."""
+    for i, community in enumerate(communities):
+        if community in communities[:i]:
+            raise ConfigError(f'duplicate definition of community "{community}"')
+
+
+def _bgp_advertisement(
+    pool: str, raw: Mapping[str, Any], addresses: Sequence[str], aliases: Mapping[str, str]
+) -> BGPAdvertisement:
+    """One of a pool's ``bgp-advertisements``, checked in MetalLB's order."""
+    communities = list(raw.get("communities") or ())
+    _check_duplicate_communities(communities)
+    length = raw.get("aggregation-length", 32)
+    if length > 32:
+        raise ConfigError(f"invalid aggregation length {length} for IPv4")
+    length_v6 = raw.get("aggregation-length-v6", 128)
+    if length_v6 > 128:
+        raise ConfigError(f"invalid aggregation length {length_v6} for IPv6")
+    check_aggregation(length, length_v6, addresses)
+    return BGPAdvertisement(
+        name=pool,
+        pools=(pool,),
+        aggregation_length=length,
+        aggregation_length_v6=length_v6,
+        local_pref=raw.get("localpref", 0),
+        communities=_community_values(communities, aliases),
+    )
+
+
+def _bgp_advertisements(
+    pool: str,
+    raws: Sequence[Mapping[str, Any]],
+    addresses: Sequence[str],
+    aliases: Mapping[str, str],
+) -> tuple[BGPAdvertisement, ...]:
+    """A ``bgp`` pool's advertisements; none listed is one advertisement with the defaults."""
+    if not raws:
+        return (BGPAdvertisement(name=pool, pools=(pool,)),)
+    _check_distinct_advertisements(raws)
+    return tuple(_bgp_advertisement(pool, raw, addresses, aliases) for raw in raws)
 
 
 def decode_configmap(document: object) -> dict[str, Any]:
@@ -396,6 +453,103 @@ def decode_configmap(document: object) -> dict[str, Any]:
         )
     decoded: dict[str, Any] = _decode(document, _FILE, "")
     return decoded
+
+
+def _bfd_profiles(raws: Sequence[Mapping[str, Any] | None]) -> dict[str, BFDProfile]:
+    """The ``bfd-profiles``, by name; numbered from 1 in errors, a name at most once."""
+    profiles: dict[str, BFDProfile] = {}
+    for i, item in enumerate(raws, start=1):
+        try:
+            profile = _bfd_profile(item or {})
+        except ConfigError as err:
+            raise ConfigError(f"parsing bfd profile #{i}: {err}") from None
+        if profile.name in profiles:
+            raise ConfigError(f"found duplicate bfd profile name {profile.name}")
+        profiles[profile.name] = profile
+    return profiles
+
+
+def _peers(
+    raws: Sequence[Mapping[str, Any] | None], profiles: Mapping[str, BFDProfile]
+) -> list[Peer]:
+    """The ``peers``: each valid, its BFD profile defined, no two the same."""
+    peers: list[Peer] = []
+    for i, item in enumerate(raws, start=1):
+        try:
+            peer = _peer(item or {})
+        except ConfigError as err:
+            raise ConfigError(f"parsing peer #{i}: {err}") from None
+        if peer.bfd_profile and peer.bfd_profile not in profiles:
+            raise ConfigError(f"peer #{i} referencing non existing bfd profile {peer.bfd_profile}")
+        if peer in peers:
+            raise ConfigError(f"peer #{i} already exists")
+        peers.append(peer)
+    return peers
+
+
+def _community_aliases(raw: Mapping[str, str]) -> dict[str, str]:
+    """The ``bgp-communities`` aliases, each value a valid legacy community."""
+    aliases: dict[str, str] = {}
+    for name, value in raw.items():
+        try:
+            aliases[name] = parse_legacy_community(value)
+        except ConfigError as err:
+            raise ConfigError(f'parsing community "{name}": {err}') from None
+    return aliases
+
+
+def _pool_advertisements(
+    pool: Pool, item: Mapping[str, Any], aliases: Mapping[str, str]
+) -> tuple[BGPAdvertisement, ...]:
+    """A pool's ``protocol`` checked; its BGP advertisements (none for ``layer2``)."""
+    protocol = item.get("protocol")
+    ads = item.get("bgp-advertisements") or []
+    if protocol == "layer2":
+        if ads:
+            raise ConfigError(
+                "cannot have bgp-advertisements configuration element in a layer2 address pool"
+            )
+        return ()
+    if protocol == "bgp":
+        addresses = list(item.get("addresses") or ())
+        try:
+            return _bgp_advertisements(pool.name, ads, addresses, aliases)
+        except ConfigError as err:
+            raise ConfigError(f"parsing BGP communities: {err}") from None
+    if not protocol:
+        raise ConfigError("address pool is missing the protocol field")
+    raise ConfigError(f'unknown protocol "{protocol}"')
+
+
+def _address_pools(
+    raws: Sequence[Mapping[str, Any] | None], aliases: Mapping[str, str]
+) -> tuple[list[Pool], list[str], list[BGPAdvertisement]]:
+    """The ``address-pools``: the pools, the names of the ``layer2`` ones, the BGP ads.
+
+    Each pool's own errors come first (numbered from 1), then its name and ranges against
+    the pools before it.
+    """
+    checker = ConfigChecker()
+    pools: list[Pool] = []
+    layer2: list[str] = []
+    bgp_ads: list[BGPAdvertisement] = []
+    for i, item in enumerate(raws, start=1):
+        item = item or {}
+        try:
+            pool = Pool(
+                name=item.get("name") or "",
+                cidrs=list(item.get("addresses") or ()),
+                auto_assign=item.get("auto-assign", True),
+                avoid_buggy_ips=item.get("avoid-buggy-ips", False),
+            )
+            bgp_ads.extend(_pool_advertisements(pool, item, aliases))
+        except ConfigError as err:
+            raise ConfigError(f"parsing address pool #{i}: {err}") from None
+        if item.get("protocol") == "layer2":
+            layer2.append(pool.name)
+        checker.add(pool)
+        pools.append(pool)
+    return pools, layer2, bgp_ads
 
 
 def parse_configmap(document: Mapping[str, Any] | None) -> Config:
@@ -415,72 +569,10 @@ def parse_configmap(document: Mapping[str, Any] | None) -> Config:
     (['default'], ('default',))
     """
     raw = decode_configmap(document)
-
-    profiles: dict[str, BFDProfile] = {}
-    for i, item in enumerate(raw.get("bfd-profiles") or (), start=1):
-        try:
-            profile = _bfd_profile(item or {})
-        except ConfigError as err:
-            raise ConfigError(f"parsing bfd profile #{i}: {err}") from None
-        if profile.name in profiles:
-            raise ConfigError(f"found duplicate bfd profile name {profile.name}")
-        profiles[profile.name] = profile
-
-    peers: list[Peer] = []
-    for i, item in enumerate(raw.get("peers") or (), start=1):
-        try:
-            peer = _peer(item or {})
-        except ConfigError as err:
-            raise ConfigError(f"parsing peer #{i}: {err}") from None
-        if peer.bfd_profile and peer.bfd_profile not in profiles:
-            raise ConfigError(f"peer #{i} referencing non existing bfd profile {peer.bfd_profile}")
-        if peer in peers:
-            raise ConfigError(f"peer #{i} already exists")
-        peers.append(peer)
-
-    aliases: dict[str, str] = {}
-    for name, value in (raw.get("bgp-communities") or {}).items():
-        try:
-            aliases[name] = parse_legacy_community(value)
-        except ConfigError as err:
-            raise ConfigError(f'parsing community "{name}": {err}') from None
-
-    checker = ConfigChecker()
-    pools: list[Pool] = []
-    layer2: list[str] = []
-    bgp_ads: list[BGPAdvertisement] = []
-    for i, item in enumerate(raw.get("address-pools") or (), start=1):
-        item = item or {}
-        try:
-            addresses = list(item.get("addresses") or ())
-            pool = Pool(
-                name=item.get("name") or "",
-                cidrs=addresses,
-                auto_assign=item.get("auto-assign", True),
-                avoid_buggy_ips=item.get("avoid-buggy-ips", False),
-            )
-            protocol = item.get("protocol")
-            ads = item.get("bgp-advertisements") or []
-            if protocol == "layer2":
-                if ads:
-                    raise ConfigError(
-                        "cannot have bgp-advertisements configuration element "
-                        "in a layer2 address pool"
-                    )
-                layer2.append(pool.name)
-            elif protocol == "bgp":
-                try:
-                    bgp_ads.extend(_bgp_advertisements(pool.name, ads, addresses, aliases))
-                except ConfigError as err:
-                    raise ConfigError(f"parsing BGP communities: {err}") from None
-            elif not protocol:
-                raise ConfigError("address pool is missing the protocol field")
-            else:
-                raise ConfigError(f'unknown protocol "{protocol}"')
-        except ConfigError as err:
-            raise ConfigError(f"parsing address pool #{i}: {err}") from None
-        checker.add(pool)
-        pools.append(pool)
+    profiles = _bfd_profiles(raw.get("bfd-profiles") or ())
+    peers = _peers(raw.get("peers") or (), profiles)
+    aliases = _community_aliases(raw.get("bgp-communities") or {})
+    pools, layer2, bgp_ads = _address_pools(raw.get("address-pools") or (), aliases)
     ads_out = (L2Advertisement(name=CONFIGMAP_L2_ADVERTISEMENT, pools=layer2),) if layer2 else ()
     return Config(
         pools=pools,

@@ -14,7 +14,7 @@ converted (``ConfigError``), where MetalLB's converter would write CRDs the webh
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from metallb_core._bgp import format_duration, parse_duration
@@ -97,6 +97,69 @@ _BFD_FIELDS = (
 )
 
 
+def _pool_spec(pool: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``IPAddressPool`` spec from a ConfigMap pool."""
+    spec: dict[str, Any] = {"addresses": list(pool["addresses"])}
+    if "auto-assign" in pool:
+        spec["autoAssign"] = pool["auto-assign"]
+    if pool.get("avoid-buggy-ips"):
+        spec["avoidBuggyIPs"] = True
+    return spec
+
+
+def _bgp_advertisement_spec(ad: Mapping[str, Any], pool_name: str) -> dict[str, Any]:
+    """A ``BGPAdvertisement`` spec from one of pool ``pool_name``'s advertisements."""
+    spec: dict[str, Any] = {}
+    for key, field in (
+        ("aggregation-length", "aggregationLength"),
+        ("aggregation-length-v6", "aggregationLengthV6"),
+        ("communities", "communities"),
+    ):
+        if key in ad:
+            spec[field] = ad[key]
+    spec["ipAddressPools"] = [pool_name]
+    if "localpref" in ad:
+        spec["localPref"] = ad["localpref"]
+    return spec
+
+
+def _bfd_spec(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``BFDProfile`` spec; the two modes written ``false`` when the ConfigMap omits them."""
+    spec: dict[str, Any] = {}
+    for key, field in _BFD_FIELDS:
+        if key in profile:
+            spec[field] = profile[key]
+        elif key in ("echo-mode", "passive-mode"):
+            spec[field] = False
+    return spec
+
+
+def _pool_objects(
+    pools: Sequence[Mapping[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pools' ``IPAddressPool`` objects, then their BGP and L2 advertisement specs.
+
+    A ``bgp`` pool without advertisements gets one without settings; a pool of another
+    protocol (only without validation) gets none.
+    """
+    objects: list[dict[str, Any]] = []
+    bgp_ads: list[dict[str, Any]] = []
+    l2_ads: list[dict[str, Any]] = []
+    for pool in pools:
+        name = kubernetes_name(pool["name"])
+        objects.append(
+            _object(
+                "metallb.io/v1beta1", "IPAddressPool", name, _pool_spec(pool), dict(_POOL_STATUS)
+            )
+        )
+        if pool.get("protocol") == "layer2":
+            l2_ads.append({"ipAddressPools": [name]})
+        if pool.get("protocol") == "bgp":
+            for ad in pool.get("bgp-advertisements") or [{}]:
+                bgp_ads.append(_bgp_advertisement_spec(ad, name))
+    return objects, bgp_ads, l2_ads
+
+
 def convert_configmap(
     document: Mapping[str, Any] | None, *, validate: bool = True
 ) -> list[dict[str, Any]]:
@@ -112,33 +175,8 @@ def convert_configmap(
     out: list[dict[str, Any]] = []
     for i, peer in enumerate(raw.get("peers") or (), start=1):
         out.append(_object("metallb.io/v1beta2", "BGPPeer", f"peer{i}", _peer(peer), {}))
-    bgp_ads: list[dict[str, Any]] = []
-    l2_ads: list[dict[str, Any]] = []
-    for pool in raw.get("address-pools") or ():
-        name = kubernetes_name(pool["name"])
-        spec: dict[str, Any] = {"addresses": list(pool["addresses"])}
-        if "auto-assign" in pool:
-            spec["autoAssign"] = pool["auto-assign"]
-        if pool.get("avoid-buggy-ips"):
-            spec["avoidBuggyIPs"] = True
-        out.append(_object("metallb.io/v1beta1", "IPAddressPool", name, spec, dict(_POOL_STATUS)))
-        if pool.get("protocol") == "layer2":
-            l2_ads.append({"ipAddressPools": [name]})
-        if pool.get("protocol") != "bgp":
-            continue
-        for ad in pool.get("bgp-advertisements") or [{}]:
-            ad_spec: dict[str, Any] = {}
-            for key, field in (
-                ("aggregation-length", "aggregationLength"),
-                ("aggregation-length-v6", "aggregationLengthV6"),
-                ("communities", "communities"),
-            ):
-                if key in ad:
-                    ad_spec[field] = ad[key]
-            ad_spec["ipAddressPools"] = [name]
-            if "localpref" in ad:
-                ad_spec["localPref"] = ad["localpref"]
-            bgp_ads.append(ad_spec)
+    pool_objects, bgp_ads, l2_ads = _pool_objects(raw.get("address-pools") or ())
+    out.extend(pool_objects)
     for i, ad_spec in enumerate(bgp_ads, start=1):
         out.append(
             _object("metallb.io/v1beta1", "BGPAdvertisement", f"bgpadvertisement{i}", ad_spec, {})
@@ -148,15 +186,8 @@ def convert_configmap(
             _object("metallb.io/v1beta1", "L2Advertisement", f"l2advertisement{i}", ad_spec, {})
         )
     for profile in raw.get("bfd-profiles") or ():
-        bfd: dict[str, Any] = {}
-        for key, field in _BFD_FIELDS:
-            if key in profile:
-                bfd[field] = profile[key]
-            elif key in ("echo-mode", "passive-mode"):
-                bfd[field] = False
-        out.append(
-            _object("metallb.io/v1beta1", "BFDProfile", kubernetes_name(profile["name"]), bfd, {})
-        )
+        name = kubernetes_name(profile["name"])
+        out.append(_object("metallb.io/v1beta1", "BFDProfile", name, _bfd_spec(profile), {}))
     aliases = raw.get("bgp-communities") or {}
     if aliases:
         spec = {"communities": [{"name": k, "value": aliases[k]} for k in sorted(aliases)]}

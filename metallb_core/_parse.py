@@ -8,6 +8,7 @@ the duplicate-name and overlap checks against the pools before it. The ConfigMap
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -258,6 +259,127 @@ def _legacy_pool(
     return pool, protocol, ads
 
 
+@dataclasses.dataclass
+class _PoolTable:
+    """The pools read so far, in config order, with what the BGP advertisements need of them."""
+
+    checker: ConfigChecker = dataclasses.field(default_factory=ConfigChecker)
+    pools: list[Pool] = dataclasses.field(default_factory=list)
+    addresses: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    """Each pool's ``addresses`` as written (aggregation lengths are checked per entry)."""
+    advertisements: dict[str, list[BGPAdvertisement]] = dataclasses.field(default_factory=dict)
+    """The BGP advertisements of each pool so far (legacy ones first)."""
+    legacy_l2: list[str] = dataclasses.field(default_factory=list)
+    """The legacy ``layer2`` ``AddressPool`` names, each announced by its own advertisement."""
+
+    def add(self, pool: Pool, obj: Mapping[str, Any], kind: str) -> None:
+        """``pool`` (read from ``obj``) after its name and ranges are checked against the rest."""
+        try:
+            self.checker.add(pool)
+        except ConfigError as err:
+            raise ConfigError(str(err), kind=kind, name=pool.name) from None
+        self.pools.append(pool)
+        self.addresses[pool.name] = [
+            str(a) for a in ((obj.get("spec") or {}).get("addresses") or ())
+        ]
+
+
+def _read_pools(
+    items: Sequence[Mapping[str, Any]],
+    namespaces: Mapping[str, Mapping[str, str]],
+    aliases: Mapping[str, str],
+) -> _PoolTable:
+    """The ``IPAddressPool`` objects, then the legacy ``AddressPool`` ones, one by one."""
+    table = _PoolTable()
+    for obj in _by_kind(items, "IPAddressPool"):
+        table.add(_pool_from_crd(obj, namespaces), obj, "IPAddressPool")
+    for obj in _by_kind(items, "AddressPool"):
+        pool, protocol, legacy_ads = _legacy_pool(obj, aliases)
+        table.add(pool, obj, "AddressPool")
+        table.advertisements[pool.name] = list(legacy_ads)
+        if protocol == "layer2":
+            table.legacy_l2.append(pool.name)
+    return table
+
+
+def _l2_advertisements(
+    items: Sequence[Mapping[str, Any]], table: _PoolTable, order: Mapping[str, int]
+) -> list[L2Advertisement]:
+    """The legacy ``layer2`` pools' advertisements, then the ``L2Advertisement`` objects.
+
+    An advertisement whose names or selectors match no pool is dropped.
+    """
+    l2_ads = [L2Advertisement(name=name, pools=(name,)) for name in table.legacy_l2]
+    for obj in _by_kind(items, "L2Advertisement"):
+        try:
+            l2 = _l2_from_crd(obj, table.pools, order)
+        except ConfigError as err:
+            raise ConfigError(str(err), kind="L2Advertisement", name=bgp.name_of(obj)) from None
+        if l2 is not None:
+            l2_ads.append(l2)
+    return l2_ads
+
+
+def _check_distinct_bgp_advertisements(objects: Sequence[Mapping[str, Any]]) -> None:
+    """No two ``BGPAdvertisement`` objects are equal (numbered from 1, as MetalLB does)."""
+    duplicate = _first_duplicate(objects)
+    if duplicate is not None:
+        i, j = duplicate
+        raise ConfigError(
+            "duplicate definition of bgpadvertisements. "
+            f"advertisement {i + 1} and {j + 1} are equal",
+            kind="BGPAdvertisement",
+            name=bgp.name_of(objects[i]),
+        )
+
+
+def _bgp_advertisement_from_crd(
+    obj: Mapping[str, Any],
+    table: _PoolTable,
+    order: Mapping[str, int],
+    aliases: Mapping[str, str],
+    nodes: Mapping[str, Mapping[str, str]],
+) -> BGPAdvertisement:
+    """One ``BGPAdvertisement`` checked against each pool it applies to, and recorded there.
+
+    Its ``pools`` are the ones it names or selects, or empty (all pools) when it does neither.
+    """
+    ad = bgp.bgp_advertisement(obj, aliases, nodes)
+    spec = obj.get("spec") or {}
+    names = list(spec.get("ipAddressPools") or ())
+    selectors = [
+        selector_from(s, "ip pool label selector") for s in spec.get("ipAddressPoolSelectors") or ()
+    ]
+    if names or selectors:
+        targets = list(_select_pools(table.pools, order, names, selectors))
+    else:
+        targets = [p.name for p in table.pools]
+    for target in targets:
+        previous = table.advertisements.setdefault(target, [])
+        bgp.check_advertisement_for_pool(ad, table.addresses[target], previous)
+        previous.append(ad)
+    return ad.model_copy(update={"pools": tuple(targets) if names or selectors else ()})
+
+
+def _bgp_advertisements(
+    items: Sequence[Mapping[str, Any]],
+    table: _PoolTable,
+    order: Mapping[str, int],
+    aliases: Mapping[str, str],
+    nodes: Mapping[str, Mapping[str, str]],
+) -> list[BGPAdvertisement]:
+    """The legacy pools' BGP advertisements, then the ``BGPAdvertisement`` objects."""
+    objects = _by_kind(items, "BGPAdvertisement")
+    _check_distinct_bgp_advertisements(objects)
+    bgp_ads = [a for ads in table.advertisements.values() for a in ads]
+    for obj in objects:
+        try:
+            bgp_ads.append(_bgp_advertisement_from_crd(obj, table, order, aliases, nodes))
+        except ConfigError as err:
+            raise ConfigError(str(err), kind="BGPAdvertisement", name=bgp.name_of(obj)) from None
+    return bgp_ads
+
+
 def parse_resources(objects: Iterable[Mapping[str, Any]]) -> Config:
     """A :class:`Config` from MetalLB's objects, validated as MetalLB's parser does.
 
@@ -293,80 +415,13 @@ def parse_resources(objects: Iterable[Mapping[str, Any]]) -> Config:
     profiles = bgp.bfd_profiles(_by_kind(items, "BFDProfile"))
     peers = bgp.peers(_by_kind(items, "BGPPeer"), profiles, secrets, metallb_namespace)
     aliases = bgp.communities(_by_kind(items, "Community"))
-
-    checker = ConfigChecker()
-    pools: list[Pool] = []
-    addresses: dict[str, list[str]] = {}
-    for obj in _by_kind(items, "IPAddressPool"):
-        pool = _pool_from_crd(obj, namespaces)
-        try:
-            checker.add(pool)
-        except ConfigError as err:
-            raise ConfigError(str(err), kind="IPAddressPool", name=pool.name) from None
-        pools.append(pool)
-        addresses[pool.name] = [str(a) for a in ((obj.get("spec") or {}).get("addresses") or ())]
-    ads_by_pool: dict[str, list[BGPAdvertisement]] = {}
-    legacy_l2: list[str] = []
-    for obj in _by_kind(items, "AddressPool"):
-        pool, protocol, legacy_ads = _legacy_pool(obj, aliases)
-        try:
-            checker.add(pool)
-        except ConfigError as err:
-            raise ConfigError(str(err), kind="AddressPool", name=pool.name) from None
-        pools.append(pool)
-        addresses[pool.name] = [str(a) for a in ((obj.get("spec") or {}).get("addresses") or ())]
-        ads_by_pool[pool.name] = list(legacy_ads)
-        if protocol == "layer2":
-            legacy_l2.append(pool.name)
-
-    order = {p.name: i for i, p in enumerate(pools)}
-    l2_ads = [L2Advertisement(name=name, pools=(name,)) for name in legacy_l2]
-    for obj in _by_kind(items, "L2Advertisement"):
-        try:
-            l2 = _l2_from_crd(obj, pools, order)
-        except ConfigError as err:
-            raise ConfigError(str(err), kind="L2Advertisement", name=bgp.name_of(obj)) from None
-        if l2 is not None:
-            l2_ads.append(l2)
-
-    bgp_objects = _by_kind(items, "BGPAdvertisement")
-    duplicate = _first_duplicate(bgp_objects)
-    if duplicate is not None:
-        i, j = duplicate
-        raise ConfigError(
-            "duplicate definition of bgpadvertisements. "
-            f"advertisement {i + 1} and {j + 1} are equal",
-            kind="BGPAdvertisement",
-            name=bgp.name_of(bgp_objects[i]),
-        )
-    bgp_ads: list[BGPAdvertisement] = [a for ads in ads_by_pool.values() for a in ads]
-    for obj in bgp_objects:
-        name = bgp.name_of(obj)
-        try:
-            ad = bgp.bgp_advertisement(obj, aliases, nodes)
-            spec = obj.get("spec") or {}
-            names = list(spec.get("ipAddressPools") or ())
-            selectors = [
-                selector_from(s, "ip pool label selector")
-                for s in spec.get("ipAddressPoolSelectors") or ()
-            ]
-            if names or selectors:
-                targets = list(_select_pools(pools, order, names, selectors))
-            else:
-                targets = [p.name for p in pools]
-            for target in targets:
-                previous = ads_by_pool.setdefault(target, [])
-                bgp.check_advertisement_for_pool(ad, addresses[target], previous)
-                previous.append(ad)
-        except ConfigError as err:
-            raise ConfigError(str(err), kind="BGPAdvertisement", name=name) from None
-        bgp_ads.append(
-            ad.model_copy(update={"pools": tuple(targets) if names or selectors else ()})
-        )
-
-    bgp.check_bfd_echo(addresses, ads_by_pool, peers, profiles)
+    table = _read_pools(items, namespaces, aliases)
+    order = {p.name: i for i, p in enumerate(table.pools)}
+    l2_ads = _l2_advertisements(items, table, order)
+    bgp_ads = _bgp_advertisements(items, table, order, aliases, nodes)
+    bgp.check_bfd_echo(table.addresses, table.advertisements, peers, profiles)
     return Config(
-        pools=pools,
+        pools=table.pools,
         l2_advertisements=l2_ads,
         peers=peers,
         bfd_profiles=tuple(profiles.values()),

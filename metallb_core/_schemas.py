@@ -10,7 +10,7 @@ types of ``name``, ``namespace`` and ``labels`` are checked.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from metallb_core._errors import ConfigError
@@ -157,44 +157,79 @@ def check(value: Any, schema: Schema, path: str) -> None:
     if value is None or schema == "any":
         return
     if isinstance(schema, dict):
-        if not isinstance(value, Mapping):
-            raise _wrong(path, value, "object")
-        for key, item in value.items():
-            if key not in schema:
-                raise ConfigError(f'{path}: unknown field "{key}"')
-            check(item, schema[key], f"{path}.{key}")
+        _check_object(value, schema, path)
     elif isinstance(schema, list):
-        if not isinstance(value, (list, tuple)):
-            raise _wrong(path, value, "array")
-        for i, item in enumerate(value):
-            if item is None:
-                raise _wrong(f"{path}[{i}]", item, _expected(schema[0]))
-            check(item, schema[0], f"{path}[{i}]")
-    elif schema == "labels":
-        if not isinstance(value, Mapping):
-            raise _wrong(path, value, "object")
-        for key, item in value.items():
-            if not isinstance(key, str) or not isinstance(item, str):
-                raise _wrong(f"{path}.{key}", item, "string")
-    elif schema == "integer" or isinstance(schema, tuple):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _wrong(path, value, "integer")
-        _, low, high = schema if isinstance(schema, tuple) else ("integer", None, None)
-        if low is not None and value < low:
-            raise ConfigError(
-                f"{path}: Invalid value: {value}: {path} in body should be greater than or "
-                f"equal to {low}"
-            )
-        if high is not None and value > high:
-            raise ConfigError(
-                f"{path}: Invalid value: {value}: {path} in body should be less than or "
-                f"equal to {high}"
-            )
-    elif schema == "boolean":
-        if not isinstance(value, bool):
-            raise _wrong(path, value, "boolean")
-    elif not isinstance(value, str):
+        _check_array(value, schema, path)
+    elif isinstance(schema, tuple):
+        _check_integer(value, schema, path)
+    else:
+        _NAMED_CHECKS.get(schema, _check_string)(value, schema, path)
+
+
+def _check_object(value: Any, schema: Mapping[str, Schema], path: str) -> None:
+    """An object whose fields are all in ``schema``, each of its shape."""
+    if not isinstance(value, Mapping):
+        raise _wrong(path, value, "object")
+    for key, item in value.items():
+        if key not in schema:
+            raise ConfigError(f'{path}: unknown field "{key}"')
+        check(item, schema[key], f"{path}.{key}")
+
+
+def _check_array(value: Any, schema: list[Schema], path: str) -> None:
+    """An array whose items are all of shape ``schema[0]`` (a null item is refused)."""
+    if not isinstance(value, (list, tuple)):
+        raise _wrong(path, value, "array")
+    for i, item in enumerate(value):
+        if item is None:
+            raise _wrong(f"{path}[{i}]", item, _expected(schema[0]))
+        check(item, schema[0], f"{path}[{i}]")
+
+
+def _check_labels(value: Any, schema: Schema, path: str) -> None:
+    """A string-to-string map (``schema`` is ``"labels"``)."""
+    if not isinstance(value, Mapping):
+        raise _wrong(path, value, "object")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise _wrong(f"{path}.{key}", item, "string")
+
+
+def _check_integer(value: Any, schema: Schema, path: str) -> None:
+    """An integer (not a boolean), within ``(minimum, maximum)`` for a tuple ``schema``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _wrong(path, value, "integer")
+    _, low, high = schema if isinstance(schema, tuple) else ("integer", None, None)
+    if low is not None and value < low:
+        raise ConfigError(
+            f"{path}: Invalid value: {value}: {path} in body should be greater than or "
+            f"equal to {low}"
+        )
+    if high is not None and value > high:
+        raise ConfigError(
+            f"{path}: Invalid value: {value}: {path} in body should be less than or equal to {high}"
+        )
+
+
+def _check_boolean(value: Any, schema: Schema, path: str) -> None:
+    """A boolean (``schema`` is ``"boolean"``)."""
+    if not isinstance(value, bool):
+        raise _wrong(path, value, "boolean")
+
+
+def _check_string(value: Any, schema: Schema, path: str) -> None:
+    """A string (``schema`` is ``"string"``)."""
+    if not isinstance(value, str):
         raise _wrong(path, value, "string")
+
+
+_NAMED_CHECKS: dict[str, Callable[[Any, Schema, str], None]] = {
+    "labels": _check_labels,
+    "integer": _check_integer,
+    "boolean": _check_boolean,
+    "string": _check_string,
+}
+"""The checks of the schemas named by a string (another name is checked as ``"string"``)."""
 
 
 def _expected(schema: Schema) -> str:
