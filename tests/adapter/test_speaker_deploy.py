@@ -44,7 +44,7 @@ async def test_rbac_allows_every_request_the_speakers_make(apiserver: ApiServerE
         await group.wait_for(lambda: len(l2statuses(apiserver)) == 2)
         await group["n1"].crash()  # n2 takes "web" over and deletes n1's ServiceL2Status
         await group.wait_for(
-            lambda: {s["status"].get("node") for s in l2statuses(apiserver)} == {"n2"}
+            lambda: {(s.get("status") or {}).get("node") for s in l2statuses(apiserver)} == {"n2"}
         )
         await group.settled()
     rbac = _documents("speaker-rbac.yaml")
