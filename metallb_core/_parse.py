@@ -53,9 +53,23 @@ _PREFIXES = {
 
 
 def _check_shapes(items: Sequence[Mapping[str, Any]]) -> None:
-    """Every object's shape (:mod:`metallb_core._schemas`) before any meaning is read."""
+    """Every object's shape (:mod:`metallb_core._schemas`) before any meaning is read.
+
+    An object without a ``kind`` is ignored like any kind not read here, but a ``kind`` that
+    is present and not a string is refused: it is a broken manifest (the API server and
+    ``kubectl`` refuse it), not an object of some other kind.
+    """
     for obj in items:
         kind = obj.get("kind")
+        if kind is not None and not isinstance(kind, str):
+            meta = obj.get("metadata")
+            name = meta.get("name") if isinstance(meta, Mapping) else None
+            name = name if isinstance(name, str) else ""
+            value = json.dumps(kind, default=repr, sort_keys=True)
+            where = f' (object "{name}")' if name else ""
+            raise ConfigError(
+                f"kind: Invalid value: {value}: kind must be a string{where}", name=name or None
+            )
         if kind not in _KINDS_READ:
             continue
         try:
@@ -387,9 +401,10 @@ def parse_resources(objects: Iterable[Mapping[str, Any]]) -> Config:
     (``v1beta1``/``v1beta2``), ``BFDProfile``, ``Community``, the legacy ``AddressPool``
     (read by MetalLB up to v0.13), and the ``Namespace`` (for ``namespaceSelectors``),
     ``Node`` (for advertisements' ``nodeSelectors``) and ``Secret`` (for a peer's
-    ``passwordSecret``) objects given; other kinds are ignored and ``List`` objects are
-    unpacked. The checks run in MetalLB's order: BFD profiles, peers, communities, pools,
-    L2 advertisements, BGP advertisements, then BFD echo mode against IPv6 pools. An L2
+    ``passwordSecret``) objects given; other kinds (and objects without one) are ignored,
+    a ``kind`` that is not a string is a ``ConfigError``, and ``List`` objects are unpacked.
+    The checks run in MetalLB's order: BFD profiles, peers, communities, pools, L2
+    advertisements, BGP advertisements, then BFD echo mode against IPv6 pools. An L2
     advertisement whose pool names or selectors match no pool is dropped (it applies to no
     pool).
 

@@ -243,7 +243,8 @@ def _expected(schema: Schema) -> str:
 
 
 def check_object(obj: Mapping[str, Any]) -> None:
-    """The object's ``metadata`` and (for MetalLB's kinds) ``spec`` have the right shapes."""
+    """The object's ``apiVersion``, ``metadata`` and (for MetalLB's kinds) ``spec`` shapes."""
+    check(obj.get("apiVersion"), "string", "apiVersion")
     meta = obj.get("metadata")
     if meta is not None:
         if not isinstance(meta, Mapping):

@@ -308,8 +308,16 @@ class Detector:
 
     def tick(self, now: float) -> list[Action]:
         """Start the probes that are due and judge the ones whose time is up."""
+        actions = self._tick_relays(now)
+        for target in self._targets:
+            if self._held.get(target, -1.0) > now:
+                continue
+            actions.extend(self._tick_target(target, now))
+        return actions
+
+    def _tick_relays(self, now: float) -> list[Action]:
+        """Ping again for, or give up on, the probes relayed for others (``req``)."""
         actions: list[Action] = []
-        t = self.timing
         for seq, relay in list(self._relays.items()):
             if now >= relay.deadline:
                 del self._relays[seq]
@@ -318,53 +326,62 @@ class Detector:
             elif now >= relay.again:
                 relay.again = float("inf")
                 actions.append(Send(relay.address, Message("ping", seq, self.me)))
-        for target in self._targets:
-            if self._held.get(target, -1.0) > now:
-                continue
-            probe = self._probes.get(target)
-            if probe is None:
-                if now >= self._next.get(target, now):
-                    seq = self._new_seq()
-                    self._probes[target] = _Probe(target, seq, now, now + t.timeout)
-                    self._next[target] = now + t.interval
-                    self.counts.probes += 1
-                    actions.append(self._ping(target, seq))
-                continue
-            if now < probe.deadline:
-                if now >= probe.again:  # a lost datagram must not be fatal: ping again
-                    probe.again = now + t.timeout
-                    actions.append(self._ping(target, probe.seq))
-                continue
-            if now - probe.deadline > t.lag_tolerance:
-                # We were not listening while the time ran: that silence proves nothing.
-                self.counts.lagged += 1
-                probe.deadline = now + t.timeout
-                actions.append(self._ping(target, probe.seq))
-                continue
-            if probe.phase == "direct":
-                probe.phase = "indirect"
-                probe.deadline = now + t.indirect_timeout
-                probe.again = now + t.timeout
-                others = [n for n in sorted(self._members) if n not in (self.me, target)]
-                helpers = self._sample(others, min(t.helpers, len(others)))
-                probe.asked = len(helpers)
-                self.counts.indirect += 1
-                actions.append(self._ping(target, probe.seq))
-                address = self._members[target]
-                for helper in helpers:
-                    req = Message("req", probe.seq, self.me, target, address)
-                    actions.append(Send(self._members[helper], req))
-                continue
-            del self._probes[target]
-            self._next[target] = max(self._next.get(target, now), now)
-            if probe.asked and not probe.nacks:
-                # Nobody answered us at all: we may be the one cut off. No verdict.
-                self.counts.inconclusive += 1
-                continue
-            self.counts.verdicts += 1
-            self._held[target] = now + t.hold
-            actions.append(Dead(target))
         return actions
+
+    def _tick_target(self, target: str, now: float) -> list[Action]:
+        """Move the probe of one (not held) target on: start, ping again, widen or judge."""
+        t = self.timing
+        probe = self._probes.get(target)
+        if probe is None:
+            if now >= self._next.get(target, now):
+                seq = self._new_seq()
+                self._probes[target] = _Probe(target, seq, now, now + t.timeout)
+                self._next[target] = now + t.interval
+                self.counts.probes += 1
+                return [self._ping(target, seq)]
+            return []
+        if now < probe.deadline:
+            if now >= probe.again:  # a lost datagram must not be fatal: ping again
+                probe.again = now + t.timeout
+                return [self._ping(target, probe.seq)]
+            return []
+        if now - probe.deadline > t.lag_tolerance:
+            # We were not listening while the time ran: that silence proves nothing.
+            self.counts.lagged += 1
+            probe.deadline = now + t.timeout
+            return [self._ping(target, probe.seq)]
+        if probe.phase == "direct":
+            return self._go_indirect(probe, target, now)
+        return self._judge(probe, target, now)
+
+    def _go_indirect(self, probe: _Probe, target: str, now: float) -> list[Action]:
+        """The direct probe timed out: ping again and ask helpers to ping ``target`` too."""
+        t = self.timing
+        probe.phase = "indirect"
+        probe.deadline = now + t.indirect_timeout
+        probe.again = now + t.timeout
+        others = [n for n in sorted(self._members) if n not in (self.me, target)]
+        helpers = self._sample(others, min(t.helpers, len(others)))
+        probe.asked = len(helpers)
+        self.counts.indirect += 1
+        actions: list[Action] = [self._ping(target, probe.seq)]
+        address = self._members[target]
+        for helper in helpers:
+            req = Message("req", probe.seq, self.me, target, address)
+            actions.append(Send(self._members[helper], req))
+        return actions
+
+    def _judge(self, probe: _Probe, target: str, now: float) -> list[Action]:
+        """The indirect probe timed out too: declare ``target`` dead, unless we may be cut off."""
+        del self._probes[target]
+        self._next[target] = max(self._next.get(target, now), now)
+        if probe.asked and not probe.nacks:
+            # Nobody answered us at all: we may be the one cut off. No verdict.
+            self.counts.inconclusive += 1
+            return []
+        self.counts.verdicts += 1
+        self._held[target] = now + self.timing.hold
+        return [Dead(target)]
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` has something to do next (None: nothing to probe)."""

@@ -210,20 +210,14 @@ class Speaker:
         self._clock = clock
         self._wall = wall
 
-        def informer(kind: Kind, handler: Any, **kwargs: Any) -> Informer:
-            backoff = Backoff(initial=s.backoff_initial, cap=s.backoff_cap)
-            return Informer(
-                api, kind, handler, backoff=backoff, watch_timeout=s.watch_timeout, **kwargs
-            )
-
         ns = s.namespace
-        self.services = informer(SERVICE, self._service_changed)
-        self.slices = informer(ENDPOINT_SLICE, self._slice_changed)
-        self.nodes = informer(NODE, self._node_changed)
-        self.leases = informer(LEASE, self._lease_changed, namespace=ns, labels=LEASE_LABELS)
-        self.pools = informer(IP_ADDRESS_POOL, self._config_changed, namespace=ns)
-        self.advertisements = informer(L2_ADVERTISEMENT, self._config_changed, namespace=ns)
-        self.configmaps = informer(
+        self.services = self._informer(SERVICE, self._service_changed)
+        self.slices = self._informer(ENDPOINT_SLICE, self._slice_changed)
+        self.nodes = self._informer(NODE, self._node_changed)
+        self.leases = self._informer(LEASE, self._lease_changed, namespace=ns, labels=LEASE_LABELS)
+        self.pools = self._informer(IP_ADDRESS_POOL, self._config_changed, namespace=ns)
+        self.advertisements = self._informer(L2_ADVERTISEMENT, self._config_changed, namespace=ns)
+        self.configmaps = self._informer(
             CONFIG_MAP, self._config_changed, namespace=ns, fields={"metadata.name": CONFIGMAP_NAME}
         )
         self.informers = (
@@ -235,33 +229,7 @@ class Speaker:
             self.advertisements,
             self.configmaps,
         )
-        self.liveness: LivenessSource
-        if s.liveness == "lease":
-            self.liveness = LeaseLiveness(
-                api,
-                namespace=ns,
-                node=s.node,
-                duration=s.lease_duration,
-                renew_period=s.renew_period,
-                metrics=self.metrics,
-                clock=clock,
-                wall=wall,
-            )
-        else:
-            self.liveness = ProbeLiveness(
-                api,
-                namespace=ns,
-                node=s.node,
-                timing=s.probe_timing,
-                bind=(s.probe_address or "0.0.0.0", s.probe_port),
-                api_host=s.api_host,
-                contact_period=s.contact_period,
-                metrics=self.metrics,
-                on_change=self._liveness_changed,
-                clock=clock,
-                wall=wall,
-            )
-            self.metrics.watch_probes(self.liveness.detector.counts)
+        self.liveness = self._make_liveness(clock, wall)
         self.l2status = L2StatusWriter(
             api,
             namespace=ns,
@@ -302,6 +270,48 @@ class Speaker:
         self._retry_backoff = Backoff(initial=s.backoff_initial, cap=s.backoff_cap)
         self._said: dict[str, object] = {}
         self._lease_task: asyncio.Task[None] | None = None
+
+    def _informer(self, kind: Kind, handler: Any, **kwargs: Any) -> Informer:
+        """An informer on ``kind`` with this speaker's backoff and watch timeout."""
+        s = self.settings
+        backoff = Backoff(initial=s.backoff_initial, cap=s.backoff_cap)
+        return Informer(
+            self.api, kind, handler, backoff=backoff, watch_timeout=s.watch_timeout, **kwargs
+        )
+
+    def _make_liveness(
+        self, clock: Callable[[], float], wall: Callable[[], datetime.datetime]
+    ) -> LivenessSource:
+        """The liveness source the settings ask for: Leases, or probes between speakers."""
+        s = self.settings
+        api = self.api
+        ns = s.namespace
+        if s.liveness == "lease":
+            return LeaseLiveness(
+                api,
+                namespace=ns,
+                node=s.node,
+                duration=s.lease_duration,
+                renew_period=s.renew_period,
+                metrics=self.metrics,
+                clock=clock,
+                wall=wall,
+            )
+        probes = ProbeLiveness(
+            api,
+            namespace=ns,
+            node=s.node,
+            timing=s.probe_timing,
+            bind=(s.probe_address or "0.0.0.0", s.probe_port),
+            api_host=s.api_host,
+            contact_period=s.contact_period,
+            metrics=self.metrics,
+            on_change=self._liveness_changed,
+            clock=clock,
+            wall=wall,
+        )
+        self.metrics.watch_probes(probes.detector.counts)
+        return probes
 
     # -- change notifications (called by the informers, on the event loop) ------------------
 
@@ -473,13 +483,37 @@ class Speaker:
             self._apply_config()
         if now >= self._next_scan:
             self._scan_interfaces(now)
+        self._release_retries(now)
+        self._check_alive()
+        if not self._in_contact(now):
+            return
+        self._say_if_no_node()
+        if self.config is None:
+            self._dirty.clear()
+            self._all = False
+            return
+        keys = self._take_keys()
+        if keys:
+            self._elect(keys)
+            self._apply()
+        self.rounds += 1
+        self.synced.set()
+
+    def _release_retries(self, now: float) -> None:
+        """Once the retry time has come, mark what failed before as work for this round."""
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             self._dirty |= self._retry_keys
             self._all = self._all or self._retry_all
             self._retry_keys.clear()
             self._retry_all = False
-        self._check_alive()
+
+    def _in_contact(self, now: float) -> bool:
+        """Follow the liveness standing: freeze (or fence) or thaw; True when free to act.
+
+        Fenced, everything is withdrawn once; frozen, what is announced stays as it is.
+        Back in contact, everything is looked at again.
+        """
         standing = self.liveness.standing(now)
         if standing == "fenced":
             self.frozen = True
@@ -493,7 +527,7 @@ class Speaker:
                     announced=len(self.announced),
                 )
                 self._withdraw_everything()
-            return
+            return False
         if standing == "frozen":
             if not self.frozen:
                 self.frozen = True
@@ -505,12 +539,16 @@ class Speaker:
                     lease=self.liveness.where,
                     announced=len(self.announced),
                 )
-            return
+            return False
         if self.frozen:
             self.frozen = False
             self.fenced = False
             self._all = True
             log_event(_log, logging.INFO, "in contact", lease=self.liveness.where)
+        return True
+
+    def _say_if_no_node(self) -> None:
+        """Warn once (until it appears) that no Node object has this node's name."""
         if self.node not in self.nodes.objects and self._said.get("no node") is None:
             self._said["no node"] = True
             log_event(
@@ -521,21 +559,16 @@ class Speaker:
             )
         elif self.node in self.nodes.objects:
             self._said.pop("no node", None)
-        if self.config is None:
-            self._dirty.clear()
-            self._all = False
-            return
+
+    def _take_keys(self) -> set[str]:
+        """The Services to elect this round (all after a global change), clearing the marks."""
         if self._all:
             keys: set[str] = set(self.services.objects) | set(self.elections)
             self._all = False
         else:
             keys = set(self._dirty)
         self._dirty.clear()
-        if keys:
-            self._elect(keys)
-            self._apply()
-        self.rounds += 1
-        self.synced.set()
+        return keys
 
     # -- configuration and interfaces -------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from announcers.kubernetes.__main__ import _parser
+from announcers.kubernetes.liveness import DEFAULT_PROBE_PORT
 from tests.support.emulator import ApiServerEmulator
 
 from .controller_kit import NS, REPO
@@ -139,7 +140,31 @@ def test_daemonset_runs_the_speaker_with_flags_the_cli_accepts() -> None:
         "NODE_NAME": "spec.nodeName",
         "POD_NAME": "metadata.name",
         "POD_UID": "metadata.uid",
+        "POD_IP": "status.podIP",
     }
+
+
+def test_daemonset_probes_from_the_node_ip_on_the_default_udp_port() -> None:
+    container = _container()
+    args = _parser().parse_args(container["args"])
+    # The downward API's status.podIP is the node IP under hostNetwork.
+    assert args.probe_address == "$(POD_IP)"
+    assert args.liveness == "probe"
+    assert args.probe_port == DEFAULT_PROBE_PORT == 7946
+    (daemonset,) = _documents("speaker.yaml")
+    assert daemonset["spec"]["template"]["spec"]["hostNetwork"] is True
+    ports = {p["name"]: (p["containerPort"], p.get("protocol", "TCP")) for p in container["ports"]}
+    assert ports["probes"] == (DEFAULT_PROBE_PORT, "UDP")
+
+
+def test_udp_7946_is_documented_as_open_between_nodes() -> None:
+    header = (DEPLOY / "speaker.yaml").read_text()
+    install = (REPO / "docs" / "speaker.md").read_text().split("## Install", 1)[1]
+    install = install.split("\n## ", 1)[0]
+    for text in (header, install):
+        assert "UDP 7946" in text
+        assert "between" in text
+        assert "--probe-address" in text
 
 
 def test_kustomization_installs_the_speaker() -> None:

@@ -365,10 +365,93 @@ def test_any_configmap_document_is_a_config_or_a_config_error(document: Any) -> 
         core.parse_configmap(document)
 
 
-_OBJECT = st.fixed_dictionaries(
-    {"kind": st.sampled_from(_KINDS)},
+@given(_json_like(_CM_KEYS))
+def test_any_configmap_document_converts_or_is_a_config_error(document: Any) -> None:
+    with contextlib.suppress(core.ConfigError):
+        convert_configmap(document, validate=False)
+
+
+# Documents shaped like real ConfigMaps (entries null or missing keys, odd durations), which
+# arbitrary JSON rarely reaches: the converter without validation must refuse them cleanly.
+_CM_VALUE: st.SearchStrategy[Any] = st.one_of(
+    _SCALARS,
+    st.sampled_from(["90s", "-1", "1x", "a_b", ["10.0.0.0/24"], [None], [{}], {"a": "b"}]),
+)
+
+
+def _cm_entry(keys: list[str]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.none(), st.dictionaries(st.sampled_from(keys), _CM_VALUE, max_size=6))
+
+
+_CM_PEER_KEYS = ["my-asn", "peer-asn", "peer-address", "hold-time", "keepalive-time",
+                 "bfd-profile", "password", "peer-port", "router-id", "node-selectors"]  # fmt: skip
+_CM_POOL = st.one_of(
+    _cm_entry(["name", "protocol", "addresses", "auto-assign", "avoid-buggy-ips"]),
+    st.fixed_dictionaries(
+        {
+            "name": _CM_VALUE,
+            "protocol": st.sampled_from(["layer2", "bgp", "x"]),
+            "addresses": _CM_VALUE,
+            "bgp-advertisements": st.lists(
+                _cm_entry(["aggregation-length", "localpref", "communities"]), max_size=2
+            ),
+        }
+    ),
+)
+_CM_DOCUMENT = st.fixed_dictionaries(
+    {},
     optional={
-        "metadata": _json_like(_CRD_KEYS),
+        "peers": st.lists(_cm_entry(_CM_PEER_KEYS), max_size=2),
+        "address-pools": st.lists(_CM_POOL, max_size=2),
+        "bfd-profiles": st.lists(_cm_entry(["name", "echo-mode", "receive-interval"]), max_size=2),
+        "bgp-communities": st.dictionaries(st.sampled_from(["a", "b"]), _CM_VALUE, max_size=2),
+    },
+)
+
+
+@given(_CM_DOCUMENT)
+def test_configmap_like_documents_are_a_config_or_a_config_error(document: Any) -> None:
+    with contextlib.suppress(core.ConfigError):
+        core.parse_configmap(document)
+    try:
+        convert_configmap(document, validate=False)
+        message = "converted"
+    except core.ConfigError as err:
+        message = str(err)
+    assert message
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"peers": [None]}, "peer #1: missing my-asn"),
+        ({"peers": [{"my-asn": 1, "peer-address": "1.2.3.4"}]}, "peer #1: missing peer-asn"),
+        (
+            {"peers": [{"my-asn": 1, "peer-asn": 2, "peer-address": "1.2.3.4", "hold-time": "9"}]},
+            'peer #1: hold-time: time: missing unit in duration "9"',
+        ),
+        ({"address-pools": [{"name": "a", "protocol": "x"}]}, "address pool #1: missing addresses"),
+        ({"address-pools": [None]}, "address pool #1: missing name"),
+        ({"bfd-profiles": [{}]}, "bfd profile #1: missing name"),
+    ],
+)
+def test_unvalidated_conversion_names_the_missing_key(document: Any, message: str) -> None:
+    with pytest.raises(core.ConfigError) as info:
+        convert_configmap(document, validate=False)
+    assert str(info.value) == message
+
+
+_ANY = _json_like(_CRD_KEYS)
+_OBJECT = st.fixed_dictionaries(
+    {"kind": st.one_of(st.sampled_from(_KINDS), _ANY)},
+    optional={
+        "apiVersion": st.one_of(
+            st.sampled_from(["metallb.io/v1beta1", "metallb.io/v1beta2", "v1"]), _ANY
+        ),
+        "metadata": st.one_of(
+            _ANY,
+            st.fixed_dictionaries({}, optional={"name": _ANY, "namespace": _ANY, "labels": _ANY}),
+        ),
         "spec": _json_like(_CRD_KEYS),
         "items": _json_like(_CRD_KEYS),
         "type": _SCALARS,
@@ -385,6 +468,39 @@ def test_any_objects_are_a_config_or_a_config_error(objects: list[dict[str, Any]
     except core.ConfigError as err:
         message = str(err)
     assert message  # a ConfigError always says what is wrong
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        (
+            {"kind": ["IPAddressPool"], "metadata": {"name": "p"}},
+            'kind: Invalid value: ["IPAddressPool"]: kind must be a string (object "p")',
+        ),
+        ({"kind": {"a": 1}}, 'kind: Invalid value: {"a": 1}: kind must be a string'),
+        (
+            {"kind": "IPAddressPool", "apiVersion": ["v1"], "metadata": {"name": "p"}},
+            'parsing address pool p: apiVersion: Invalid value: "array": apiVersion in body '
+            "must be of type string",
+        ),
+        (
+            {"kind": "L2Advertisement", "metadata": {"name": {"x": 1}}},
+            'L2Advertisement : metadata.name: Invalid value: "object": metadata.name in body '
+            "must be of type string",
+        ),
+    ],
+)
+def test_a_kind_or_header_of_the_wrong_type_is_a_config_error(
+    obj: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(core.ConfigError) as info:
+        core.parse_resources([obj])
+    assert str(info.value) == message
+
+
+def test_an_object_without_a_kind_is_ignored_like_other_kinds() -> None:
+    config = core.parse_resources([{"metadata": {"name": "x"}}, {"kind": "ConfigMap"}])
+    assert config.pools == ()
 
 
 def test_a_wrong_type_is_refused_as_the_api_server_does() -> None:
