@@ -12,7 +12,14 @@ the environment or randomness, or mutates an argument.
 
 from metallb_core._allocator import allocate, orphans, pool_usage, release, reload
 from metallb_core._config import Config, L2Advertisement, Pool, ServiceAllocation
-from metallb_core._converge import Convergence, Event, converge, converge_all
+from metallb_core._converge import (
+    INPUTS_ANNOTATION,
+    Convergence,
+    Event,
+    converge,
+    converge_all,
+    inputs_digest,
+)
 from metallb_core._errors import ConfigError, InvalidService
 from metallb_core._l2 import announcing_node
 from metallb_core._outcomes import (
@@ -29,6 +36,7 @@ from metallb_core._outcomes import (
     UnknownPool,
 )
 from metallb_core._parse import parse_configmap, parse_resources
+from metallb_core._plan import StatusWrite, may_share, next_writes, settle
 from metallb_core._request import Port, ServiceRequest
 from metallb_core._selectors import LabelSelector, LabelSelectorRequirement
 from metallb_core._service import request_from_service
@@ -42,6 +50,7 @@ from metallb_core._speaker import (
 from metallb_core._state import State
 
 __all__ = [
+    "INPUTS_ANNOTATION",
     "Allocation",
     "AllocationError",
     "Announcement",
@@ -69,12 +78,16 @@ __all__ = [
     "ServiceRequest",
     "SharingConflict",
     "State",
+    "StatusWrite",
     "UnknownPool",
     "allocate",
     "announcing_node",
     "converge",
     "converge_all",
     "elect",
+    "inputs_digest",
+    "may_share",
+    "next_writes",
     "orphans",
     "parse_configmap",
     "parse_resources",
@@ -82,4 +95,5 @@ __all__ = [
     "release",
     "reload",
     "request_from_service",
+    "settle",
 ]

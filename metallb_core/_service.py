@@ -6,6 +6,7 @@ reports their errors differently (see :mod:`metallb_core._converge`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,17 +29,65 @@ def _go_list(items: Sequence[object]) -> str:
     return "[" + " ".join(str(i) for i in items) + "]"
 
 
+def show(value: object) -> str:
+    """A value as it appears in the Service's JSON, for error messages (cut at 80 characters)."""
+    try:
+        text = json.dumps(value, sort_keys=True, default=repr)
+    except (TypeError, ValueError):  # pragma: no cover - default=repr accepts anything
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _object(value: object, field: str) -> Mapping[str, Any]:
+    """A JSON object field: ``{}`` when absent or null, ``InvalidService`` when not an object."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidService(f"invalid {field}: {show(value)} is not an object")
+    return value
+
+
+def _string(value: object, field: str) -> str | None:
+    """A string field (``None`` when absent or null), ``InvalidService`` otherwise."""
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidService(f"invalid {field}: {show(value)} is not a string")
+
+
+def _strings(value: object, field: str) -> Mapping[str, str]:
+    """A ``string -> string`` map (labels, annotations, selector)."""
+    out = _object(value, field)
+    for k, v in out.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise InvalidService(f"invalid {field}[{show(k)}]: {show(v)} is not a string")
+    return out
+
+
+def _list(value: object, field: str) -> Sequence[Any]:
+    """A JSON array field: ``[]`` when absent or null, ``InvalidService`` when not an array."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise InvalidService(f"invalid {field}: {show(value)} is not a list")
+    return value
+
+
 def _meta(service: Mapping[str, Any]) -> Mapping[str, Any]:
-    return service.get("metadata") or {}
+    if not isinstance(service, Mapping):
+        raise InvalidService(f"invalid Service: {show(service)} is not an object")
+    return _object(service.get("metadata"), "metadata")
 
 
 def _spec(service: Mapping[str, Any]) -> Mapping[str, Any]:
-    return service.get("spec") or {}
+    if not isinstance(service, Mapping):
+        raise InvalidService(f"invalid Service: {show(service)} is not an object")
+    return _object(service.get("spec"), "spec")
 
 
 def service_annotations(service: Mapping[str, Any]) -> Mapping[str, str]:
-    """The Service's annotations (empty when it has none)."""
-    return _meta(service).get("annotations") or {}
+    """The Service's annotations (empty when it has none); ``InvalidService`` when they are
+    not a ``string -> string`` map."""
+    return _strings(_meta(service).get("annotations"), "metadata.annotations")
 
 
 def annotation(service: Mapping[str, Any], name: str) -> str | None:
@@ -53,19 +102,29 @@ def annotation(service: Mapping[str, Any], name: str) -> str | None:
 
 
 def service_key(service: Mapping[str, Any]) -> str:
-    """``namespace/name``; a Service without a namespace is in ``default``, as kubectl would."""
-    meta = _meta(service)
-    return f"{meta.get('namespace') or 'default'}/{meta.get('name') or ''}"
+    """``namespace/name``; a Service without a namespace is in ``default``, as kubectl would.
+
+    Never raises: a name or namespace that is not a string reads as empty (the Service is then
+    refused by :func:`check_service`, with the field named).
+    """
+    meta = service.get("metadata") if isinstance(service, Mapping) else None
+    if not isinstance(meta, Mapping):
+        return "default/"
+    namespace, name = meta.get("namespace"), meta.get("name")
+    namespace = namespace if isinstance(namespace, str) and namespace else "default"
+    return f"{namespace}/{name if isinstance(name, str) else ''}"
 
 
 def cluster_ips(service: Mapping[str, Any]) -> list[str]:
     """``spec.clusterIPs`` when non-empty, else ``[spec.clusterIP]`` when set, else ``[]``."""
     spec = _spec(service)
-    ips = list(spec.get("clusterIPs") or ())
+    ips = _list(spec.get("clusterIPs"), "spec.clusterIPs")
     if ips:
+        for i, ip in enumerate(ips):
+            _string(ip, f"spec.clusterIPs[{i}]")
         return [str(ip) for ip in ips]
-    single = spec.get("clusterIP")
-    return [str(single)] if single else []
+    single = _string(spec.get("clusterIP"), "spec.clusterIP")
+    return [single] if single else []
 
 
 def service_family(service: Mapping[str, Any]) -> str:
@@ -86,7 +145,7 @@ def service_family(service: Mapping[str, Any]) -> str:
 def policy(service: Mapping[str, Any]) -> str:
     """``spec.ipFamilyPolicy``; unset is ``SingleStack``."""
     value = _spec(service).get("ipFamilyPolicy") or "SingleStack"
-    if value not in _POLICIES:
+    if not isinstance(value, str) or value not in _POLICIES:
         raise InvalidService(f'invalid spec.ipFamilyPolicy "{value}"')
     return str(value)
 
@@ -94,11 +153,15 @@ def policy(service: Mapping[str, Any]) -> str:
 def ports(service: Mapping[str, Any]) -> tuple[Port, ...]:
     """The Service's ports as ``(protocol, port)``; the protocol defaults to TCP."""
     out = []
-    for raw in _spec(service).get("ports") or ():
-        number = raw.get("port")
+    for i, raw in enumerate(_list(_spec(service).get("ports"), "spec.ports")):
+        entry = _object(raw, f"spec.ports[{i}]")
+        if raw is None:
+            raise InvalidService(f"invalid spec.ports[{i}]: null is not an object")
+        number = entry.get("port")
         if not isinstance(number, int) or isinstance(number, bool):
-            raise InvalidService(f"invalid port {raw!r} in spec.ports")
-        out.append(Port(protocol=str(raw.get("protocol") or "TCP"), port=number))
+            raise InvalidService(f"invalid spec.ports[{i}].port: {show(number)} is not a number")
+        protocol = _string(entry.get("protocol"), f"spec.ports[{i}].protocol") or "TCP"
+        out.append(Port(protocol=protocol, port=number))
     return tuple(out)
 
 
@@ -107,7 +170,7 @@ def backend_key(service: Mapping[str, Any]) -> str:
     spec = _spec(service)
     if spec.get("externalTrafficPolicy") != "Local":
         return ""
-    selector = spec.get("selector") or {}
+    selector = _strings(spec.get("selector"), "spec.selector")
     return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
 
 
@@ -115,6 +178,8 @@ def desired_ips(service: Mapping[str, Any]) -> list[str]:
     """The requested IPs (§11.3), in the user's order; ``InvalidService`` with MetalLB's text."""
     raw = annotation(service, LOADBALANCER_IPS)
     single = _spec(service).get("loadBalancerIP")
+    if single is not None and not isinstance(single, str):
+        raise InvalidService(f"invalid spec.loadBalancerIP {show(single)}")
     if raw and single:
         raise InvalidService(
             "service can not have both metallb.io/loadBalancerIPs and svc.Spec.LoadBalancerIP"
@@ -140,10 +205,17 @@ def desired_ips(service: Mapping[str, Any]) -> list[str]:
 
 
 def ingress_ips(service: Mapping[str, Any]) -> list[str]:
-    """The IPs in ``status.loadBalancer.ingress``, skipping hostname-only entries."""
-    status = service.get("status") or {}
-    entries: Sequence[Mapping[str, Any]] = (status.get("loadBalancer") or {}).get("ingress") or ()
-    return [str(e["ip"]) for e in entries if e.get("ip")]
+    """The IPs in ``status.loadBalancer.ingress``, skipping hostname-only entries.
+
+    Never raises: what is not an object or a list there reads as no entry (converging such a
+    Service clears its status).
+    """
+    status = service.get("status") if isinstance(service, Mapping) else None
+    balancer = status.get("loadBalancer") if isinstance(status, Mapping) else None
+    entries = balancer.get("ingress") if isinstance(balancer, Mapping) else None
+    if not isinstance(entries, (list, tuple)):
+        return []
+    return [str(e["ip"]) for e in entries if isinstance(e, Mapping) and e.get("ip")]
 
 
 def request_from_service(service: Mapping[str, Any]) -> ServiceRequest:
@@ -171,11 +243,12 @@ def service_request(
     """:func:`request_from_service`, optionally with a known family and without the
     requested IPs and pool (the controller re-assigns current IPs with only the ports and keys).
     """
-    families = _spec(service).get("ipFamilies") or ()
+    check_service(service)
+    families = _list(_spec(service).get("ipFamilies"), "spec.ipFamilies")
     return ServiceRequest(
         key=service_key(service),
         namespace=_meta(service).get("namespace") or "default",
-        labels=_meta(service).get("labels") or {},
+        labels=_strings(_meta(service).get("labels"), "metadata.labels"),
         family=family or service_family(service),
         primary_family="ipv6" if families and families[0] == "IPv6" else "ipv4",
         policy=policy(service),
@@ -185,3 +258,20 @@ def service_request(
         requested_ips=desired_ips(service) if with_requests else (),
         requested_pool=(annotation(service, ADDRESS_POOL) or None) if with_requests else None,
     )
+
+
+def check_service(service: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidService`, naming the field and its value, when the Service's
+    identity or the fields every step reads are not of the JSON types Kubernetes gives them:
+    the Service an object, ``metadata``/``spec``/``status`` objects, ``name``/``namespace``
+    strings, labels and annotations ``string -> string`` maps, ``spec.type`` and
+    ``spec.loadBalancerClass`` strings."""
+    meta = _meta(service)
+    spec = _spec(service)
+    _object(service.get("status"), "status")
+    _string(meta.get("name"), "metadata.name")
+    _string(meta.get("namespace"), "metadata.namespace")
+    _strings(meta.get("labels"), "metadata.labels")
+    service_annotations(service)
+    _string(spec.get("type"), "spec.type")
+    _string(spec.get("loadBalancerClass"), "spec.loadBalancerClass")
