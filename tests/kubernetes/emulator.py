@@ -1309,6 +1309,12 @@ class ApiServerEmulator(KubernetesEmulator):
     _user_payload_cache: tuple[tuple[Any, ...], list[Any]] = attrs.field(
         default=((), []), init=False
     )
+    #: Called synchronously on every stored change, in resourceVersion order, with the
+    #: resource id (``v1/services``), the event type, the old and the new object (for a
+    #: DELETED, the new one is the object as deleted): a checker sees every instant.
+    observers: list[Callable[[str, str, JsonDict | None, JsonDict], None]] = attrs.field(
+        factory=list, init=False
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -1862,6 +1868,8 @@ class ApiServerEmulator(KubernetesEmulator):
         return self._rv
 
     def _emit(self, spec: ResourceSpec, event: _Event) -> None:
+        for observer in self.observers:
+            observer(spec.id, event.type, event.old, event.new)
         events = self._events[spec.id]
         events.append(event)
         while len(events) > self.watch_cache_size:

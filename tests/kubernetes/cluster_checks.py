@@ -1,0 +1,136 @@
+"""Continuous checks of what the cluster shows, for the controller's fault and sequence tests.
+
+:class:`Watchdog` hooks into the emulator (``ApiServerEmulator.observers``): it is called
+synchronously on every stored change, so it sees *every* instant of the cluster, however short,
+not samples. It records a violation when
+
+* a status change makes an address shown by two Services that may not share it (the sharing
+  rules of the core, :func:`metallb_core.may_share`, judged with the Services as they are at
+  that instant; clashes an edit of a Service makes are the user's, and are not counted);
+* a Service loses or changes an address while neither it (its spec, labels or annotations,
+  other than the two the controller writes) nor any ``IPAddressPool`` changed since its
+  status was last written.
+
+:func:`fixpoint_problems` checks the end state: converging every Service afresh
+(:func:`metallb_core.converge_all` from an empty state, as a new leader would) writes nothing,
+so every Service that can be served is, and no status shows an address twice.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import metallb_core as core
+from announcers.kubernetes.convert import ingress_ips, object_key
+
+from .emulator import ApiServerEmulator
+
+SERVICES = "v1/services"
+POOLS = "metallb.io/v1beta1/ipaddresspools"
+OURS = ("metallb.io/ip-allocated-from-pool", core.INPUTS_ANNOTATION)
+
+JsonDict = dict[str, Any]
+
+
+def inputs(service: Mapping[str, Any]) -> Any:
+    """What a user may change on a Service (everything but status and our two annotations)."""
+    meta = service.get("metadata") or {}
+    notes = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in OURS}
+    return (meta.get("uid"), meta.get("labels") or {}, notes, service.get("spec"))
+
+
+class Watchdog:
+    """Checks every change the emulator stores (see the module docstring)."""
+
+    def __init__(self, apiserver: ApiServerEmulator) -> None:
+        self.services: dict[str, JsonDict] = {
+            object_key(s): s for s in apiserver.list_stored(SERVICES)
+        }
+        self.violations: list[str] = []
+        self.changes = 0
+        self.status_writes = 0
+        self._pool_epoch = 0
+        #: Per Service: (pool epoch, inputs) when its status was last written.
+        self._written: dict[str, tuple[int, Any]] = {
+            key: (0, inputs(s)) for key, s in self.services.items()
+        }
+        self._edited: set[str] = set()
+        apiserver.observers.append(self)
+        self._apiserver = apiserver
+
+    def detach(self) -> None:
+        self._apiserver.observers.remove(self)
+
+    def __call__(self, resource: str, kind: str, old: JsonDict | None, new: JsonDict) -> None:
+        self.changes += 1
+        if resource == POOLS:
+            self._pool_epoch += 1
+            return
+        if resource != SERVICES:
+            return
+        key = object_key(new)
+        if kind == "DELETED":
+            self.services.pop(key, None)
+            self._written.pop(key, None)
+            self._edited.discard(key)
+            return
+        previous = self.services.get(key)
+        if previous is not None and inputs(previous)[0] != inputs(new)[0]:
+            previous = None  # deleted and created again
+        self.services[key] = new
+        before = ingress_ips(previous) if previous is not None else ()
+        now = ingress_ips(new)
+        if previous is not None and inputs(previous) != inputs(new):
+            self._edited.add(key)
+        if before == now:
+            if previous is None:
+                self._written[key] = (self._pool_epoch, inputs(new))
+            return
+        self.status_writes += 1
+        for ip in set(now) - set(before):
+            for other_key, other in self.services.items():
+                if other_key != key and ip in ingress_ips(other) and not core.may_share(new, other):
+                    self.violations.append(
+                        f"{ip} shown by {key} and {other_key} (change {self.changes})"
+                    )
+        lost = set(before) - set(now)
+        epoch, _ = self._written.get(key, (self._pool_epoch, None))
+        if lost and key not in self._edited and epoch == self._pool_epoch:
+            self.violations.append(
+                f"{key} lost {sorted(lost)} without a change of its own or of a pool "
+                f"(change {self.changes})"
+            )
+        self._written[key] = (self._pool_epoch, inputs(new))
+        self._edited.discard(key)
+
+
+def config_of(apiserver: ApiServerEmulator) -> core.Config:
+    """The configuration the stored objects give (IPAddressPools, L2Advertisements)."""
+    objects = [
+        *apiserver.list_stored(POOLS),
+        *apiserver.list_stored("metallb.io/v1beta1/l2advertisements"),
+        *apiserver.list_stored("v1/namespaces"),
+    ]
+    return core.parse_resources(copy.deepcopy(objects))
+
+
+def fixpoint_problems(apiserver: ApiServerEmulator) -> list[str]:
+    """What a new leader would still write (empty when the cluster is settled and served)."""
+    services = apiserver.list_stored(SERVICES)
+    _, outcomes = core.converge_all(core.State.empty(config_of(apiserver)), services)
+    by_key = {object_key(s): s for s in services}
+    problems = []
+    for key, outcome in outcomes.items():
+        shown = ingress_ips(by_key[key])
+        if outcome.ingress is not None and outcome.ingress != shown:
+            problems.append(f"{key} shows {list(shown)}, a new leader would write {outcome}")
+    seen: dict[str, str] = {}
+    for key, service in by_key.items():
+        for ip in ingress_ips(service):
+            other = seen.get(ip)
+            if other is not None and not core.may_share(service, by_key[other]):
+                problems.append(f"{ip} shown by {key} and {other}")
+            seen[ip] = key
+    return problems
