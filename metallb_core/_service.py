@@ -121,7 +121,8 @@ def cluster_ips(service: Mapping[str, Any]) -> list[str]:
     ips = _list(spec.get("clusterIPs"), "spec.clusterIPs")
     if ips:
         for i, ip in enumerate(ips):
-            _string(ip, f"spec.clusterIPs[{i}]")
+            if not isinstance(ip, str):
+                raise InvalidService(f"invalid spec.clusterIPs[{i}]: {show(ip)} is not a string")
         return [str(ip) for ip in ips]
     single = _string(spec.get("clusterIP"), "spec.clusterIP")
     return [single] if single else []
