@@ -297,7 +297,7 @@ def converge(
 
 
 #: The annotation recording :func:`inputs_digest` of the inputs that decided a Service's
-#: status, written by the controller with (just after) the status.
+#: status, written by the controller just after the status.
 INPUTS_ANNOTATION = "metallb-core.io/allocation-inputs"
 
 _SPEC_INPUTS = (
@@ -313,22 +313,24 @@ _SPEC_INPUTS = (
 _NOTE_INPUTS = (ADDRESS_POOL, LOADBALANCER_IPS, ALLOW_SHARED_IP)
 
 
-def inputs_digest(service: Mapping[str, Any], ingress: Iterable[str], pool: str | None) -> str:
-    """A digest of everything that decides a Service's addresses, and of the addresses.
+def inputs_digest(service: Mapping[str, Any]) -> str:
+    """A digest of everything about a Service that decides its addresses.
 
     It covers the namespace, the labels, the ``metallb.io/`` and ``metallb.universe.tf/``
-    annotations ``address-pool``, ``loadBalancerIPs`` and ``allow-shared-ip``, the spec fields
-    the allocation reads (type, class, ClusterIPs, families and policy, ports as protocol and
-    number, traffic policy and, with ``Local``, the selector, ``loadBalancerIP``), and the
-    ``ingress`` and ``pool`` written. The controller records it in
-    :data:`INPUTS_ANNOTATION` when it writes a status; :func:`converge_all` restores the
-    Services whose record still matches first, so a Service that changed nothing is never the
-    one evicted by a Service that changed while no controller ran.
+    annotations ``address-pool``, ``loadBalancerIPs`` and ``allow-shared-ip``, and the spec
+    fields the allocation reads (type, class, ClusterIPs, families and policy, ports as
+    protocol and number, traffic policy and, with ``Local``, the selector,
+    ``loadBalancerIP``). The controller records it in :data:`INPUTS_ANNOTATION` when it writes
+    a status (and again when these inputs change); :func:`converge_all` restores the Services
+    whose record still matches first, so a Service that changed nothing is never the one
+    evicted by a Service that changed while no controller ran. It leaves the status out on
+    purpose: a record stays true for a Service that does not change, even when the write
+    that followed its last status write was lost.
 
     >>> svc = {"metadata": {"name": "a"}, "spec": {"ports": [{"port": 80}]}}
-    >>> inputs_digest(svc, ["10.0.0.1"], "p") == inputs_digest(svc, ["10.0.0.1"], "p")
+    >>> inputs_digest(svc) == inputs_digest({**svc, "status": {"x": 1}})
     True
-    >>> inputs_digest(svc, ["10.0.0.1"], "p") == inputs_digest(svc, ["10.0.0.2"], "p")
+    >>> inputs_digest(svc) == inputs_digest({**svc, "spec": {"ports": [{"port": 443}]}})
     False
     """
     meta = service.get("metadata") or {}
@@ -341,29 +343,26 @@ def inputs_digest(service: Mapping[str, Any], ingress: Iterable[str], pool: str 
         "annotations": {
             k: v
             for k, v in notes.items()
-            if k.removeprefix(STABLE).removeprefix(DEPRECATED) in _NOTE_INPUTS
-            and k.startswith((STABLE, DEPRECATED))
+            if k.startswith((STABLE, DEPRECATED))
+            and k.removeprefix(STABLE).removeprefix(DEPRECATED) in _NOTE_INPUTS
         },
         "spec": {k: spec.get(k) for k in _SPEC_INPUTS},
         "ports": [[p.protocol, p.port] for p in service_ports(service)],
         "selector": spec.get("selector") if local else None,
-        "ingress": list(ingress),
-        "pool": pool,
     }
     text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def unchanged_rank(service: Mapping[str, Any]) -> int:
-    """0 when the Service's recorded :func:`inputs_digest` matches its inputs and status now,
-    1 when it has no record, 2 when the record differs (the Service changed since its status
-    was written) or the Service cannot be read."""
+    """0 when the Service's recorded :func:`inputs_digest` matches its inputs now, 1 when it
+    has no record, 2 when the record differs (the Service changed since its status was
+    written) or the Service cannot be read."""
     try:
         recorded = service_annotations(service).get(INPUTS_ANNOTATION)
         if not recorded:
             return 1
-        pool = service_annotations(service).get(ALLOCATED_FROM_POOL)
-        return 0 if recorded == inputs_digest(service, ingress_ips(service), pool) else 2
+        return 0 if recorded == inputs_digest(service) else 2
     except InvalidService:
         return 2
 

@@ -530,7 +530,9 @@ class Controller:
             self._failed(list(failed), failed)
         else:
             self._backoff.reset()
-        if _freed(before, adopted, by_key):
+        # Addresses freed, or planned for a Service whose write failed (now free again in the
+        # adopted state): the Services waiting for one may get it.
+        if _freed(before, adopted, by_key) or _freed(after, adopted, by_key):
             self._waiting_ones = True
         if adopted != before:
             self._state_changed()

@@ -97,7 +97,7 @@ def annotation_patch(service: Mapping[str, Any], outcome: core.Convergence) -> J
     if outcome.ingress is None:
         return None
     notes = (service.get("metadata") or {}).get("annotations") or {}
-    digest = core.inputs_digest(service, outcome.ingress, outcome.pool) if outcome.ingress else None
+    digest = core.inputs_digest(service) if outcome.ingress else None
     wanted = {ALLOCATED_FROM_POOL: outcome.pool, core.INPUTS_ANNOTATION: digest}
     if all(notes.get(k) == v for k, v in wanted.items()):
         return None

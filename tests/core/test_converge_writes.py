@@ -63,7 +63,7 @@ def written(service: JsonDict, ips: Iterable[str], pool: str | None) -> JsonDict
         if pool is not None:  # an interim write keeps the annotation
             notes[ALLOCATED] = pool
         pool = notes.get(ALLOCATED)
-        notes[core.INPUTS_ANNOTATION] = core.inputs_digest(service, ips, pool)
+        notes[core.INPUTS_ANNOTATION] = core.inputs_digest(service)
     else:
         notes.pop(ALLOCATED, None)
         notes.pop(core.INPUTS_ANNOTATION, None)

@@ -57,6 +57,8 @@ class Watchdog:
             key: (0, inputs(s)) for key, s in self.services.items()
         }
         self._edited: set[str] = set()
+        #: The last changes of each Service (for the violation messages).
+        self.trail: dict[str, list[str]] = {}
         apiserver.observers.append(self)
         self._apiserver = apiserver
 
@@ -77,6 +79,14 @@ class Watchdog:
             self._edited.discard(key)
             return
         previous = self.services.get(key)
+        notes = (new.get("metadata") or {}).get("annotations") or {}
+        trail = self.trail.setdefault(key, [])
+        trail.append(
+            f"#{self.changes} {kind} ingress={list(ingress_ips(new))} "
+            f"edit={previous is not None and inputs(previous) != inputs(new)} "
+            f"digest={str(notes.get(core.INPUTS_ANNOTATION))[:6]}"
+        )
+        del trail[:-8]
         if previous is not None and inputs(previous)[0] != inputs(new)[0]:
             previous = None  # deleted and created again
         self.services[key] = new
@@ -93,14 +103,22 @@ class Watchdog:
             for other_key, other in self.services.items():
                 if other_key != key and ip in ingress_ips(other) and not core.may_share(new, other):
                     self.violations.append(
-                        f"{ip} shown by {key} and {other_key} (change {self.changes})"
+                        f"{ip} shown by {key} and {other_key} (change {self.changes}): "
+                        f"{self.trail.get(key)} / {self.trail.get(other_key)}"
                     )
         lost = set(before) - set(now)
         epoch, _ = self._written.get(key, (self._pool_epoch, None))
         if lost and key not in self._edited and epoch == self._pool_epoch:
             self.violations.append(
                 f"{key} lost {sorted(lost)} without a change of its own or of a pool "
-                f"(change {self.changes})"
+                f"(change {self.changes}, pool epoch {self._pool_epoch}): {trail}; now on "
+                + str(
+                    {
+                        k: self.trail.get(k)
+                        for k, o in self.services.items()
+                        if set(ingress_ips(o)) & lost
+                    }
+                )
             )
         self._written[key] = (self._pool_epoch, inputs(new))
         self._edited.discard(key)

@@ -67,7 +67,10 @@ What it emulates
   the emulation and change no state. :attr:`~ApiServerEmulator.request_log` records every
   API request (method, path, query, verb, resource, subresource, namespace, name, status)
   and counts them per verb/resource (:meth:`RequestLog.by_verb`) or method/path
-  (:meth:`RequestLog.by_path`).
+  (:meth:`RequestLog.by_path`). For chaos tests: :meth:`~ApiServerEmulator.chaos` (slow
+  answers, writes failing with 500/503 at a seeded rate), :meth:`~ApiServerEmulator.drop_watches`,
+  and :attr:`~ApiServerEmulator.observers` (called on every stored change, so a checker sees
+  every instant).
 
 Not emulated: authentication/RBAC (any token is accepted), admission, namespace existence
 checks on create, field managers, watch bookmarks, the legacy ``/api/v1/watch/...`` paths,
@@ -1315,6 +1318,13 @@ class ApiServerEmulator(KubernetesEmulator):
     observers: list[Callable[[str, str, JsonDict | None, JsonDict], None]] = attrs.field(
         factory=list, init=False
     )
+    #: Chaos (see :meth:`chaos`): every API request waits up to ``slowness`` seconds, and a
+    #: write to Services (status included) or Events fails with one of ``flaky_codes`` with
+    #: probability ``flakiness``; both drawn from ``chaos_rng`` (seed it for a repeatable run).
+    slowness: float = attrs.field(default=0.0, init=False)
+    flakiness: float = attrs.field(default=0.0, init=False)
+    flaky_codes: tuple[int, ...] = attrs.field(default=(500, 503), init=False)
+    chaos_rng: random.Random = attrs.field(factory=random.Random, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -1472,6 +1482,23 @@ class ApiServerEmulator(KubernetesEmulator):
         self._conflict_touch = touch
         if not enabled:
             self._conflicted.clear()
+
+    def chaos(
+        self,
+        *,
+        slowness: float = 0.0,
+        flakiness: float = 0.0,
+        codes: tuple[int, ...] = (500, 503),
+        seed: int | None = None,
+    ) -> None:
+        """Slow answers and flaky writes (``chaos()`` turns both off); see :attr:`slowness`."""
+        self.slowness, self.flakiness, self.flaky_codes = slowness, flakiness, codes
+        if seed is not None:
+            self.chaos_rng.seed(seed)
+
+    def drop_watches(self) -> None:
+        """Cut every open watch stream (clients resume; after :meth:`compact`, with a 410)."""
+        self._drop_connections(watches_only=True)
 
     @property
     def available(self) -> bool:
@@ -1694,6 +1721,17 @@ class ApiServerEmulator(KubernetesEmulator):
         if self._outage is not None:
             raise _error(503, "ServiceUnavailable", "the API server is unavailable (emulated)")
         path = request.url.path
+        if self.slowness:
+            await asyncio.sleep(self.chaos_rng.uniform(0, self.slowness))
+        if (
+            self.flakiness
+            and str(request.method.value).upper() in ("POST", "PUT", "PATCH", "DELETE")
+            and ("/services/" in path or "/events" in path)
+            and self.chaos_rng.random() < self.flakiness
+        ):
+            code = self.chaos_rng.choice(self.flaky_codes)
+            reason = "ServiceUnavailable" if code == 503 else "InternalError"
+            raise _error(code, reason, "injected fault (emulated)")
         if path in ("/healthz", "/livez", "/readyz"):
             return aiohttp.web.Response(text="ok", content_type="text/plain")
         route = _parse_route(path)

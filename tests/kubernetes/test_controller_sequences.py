@@ -188,6 +188,4 @@ async def test_the_inputs_digest_is_written_with_the_status(apiserver: ApiServer
     stored = apiserver.read(SERVICES, "default", "s1")
     assert stored is not None
     notes = stored["metadata"]["annotations"]
-    assert notes[core.INPUTS_ANNOTATION] == core.inputs_digest(
-        stored, ("10.77.0.0",), notes["metallb.io/ip-allocated-from-pool"]
-    )
+    assert notes[core.INPUTS_ANNOTATION] == core.inputs_digest(stored)

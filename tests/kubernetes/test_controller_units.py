@@ -91,7 +91,7 @@ def test_nothing_is_written_for_a_service_that_is_not_ours() -> None:
 
 
 def test_annotation_patch_sets_then_removes_the_pool_and_the_inputs_digest() -> None:
-    digest = core.inputs_digest(svc(), ("10.0.0.1",), "p")
+    digest = core.inputs_digest(svc())
     assert annotation_patch(svc(), outcome("10.0.0.1")) == {
         "metadata": {"annotations": {ALLOCATED_FROM_POOL: "p", core.INPUTS_ANNOTATION: digest}}
     }
