@@ -13,6 +13,11 @@ controller runs in this process (real HTTP through lightkube). Rows:
   requests divided by N, by kind.
 - **restart**: the same Services, now holding their addresses, and a new controller: it must
   write no status at all (the restart contract), so its time is the list-and-converge floor.
+- **pool moved (every Service moves)**: the same Services, held, under a running controller;
+  then the pool's CIDR is replaced by another one, so every Service must move: time from the
+  pool edit to every status showing a new address (one round), and the requests per Service.
+  Every write there gives an address up and takes one nobody shows, so the write planner
+  (:func:`metallb_core.next_writes`) sends them as one concurrent batch.
 - **cold start, one write at a time**: ``write_concurrency=1``, the cost of not overlapping
   the writes (on a real API server, latency-bound, the gap is wider than here).
 - **baseline: bare status PATCHes**: the same N status writes sent straight from lightkube
@@ -51,6 +56,7 @@ service_manifest = emulator.service_manifest
 
 NS = "metallb-system"
 POOL_CIDR = "10.128.0.0/14"  # 262,144 addresses: room for any N this script takes
+MOVED_CIDR = "10.132.0.0/14"  # where the "pool moved" row sends them
 
 
 @dataclasses.dataclass
@@ -78,14 +84,18 @@ def _count(log: Iterable[Any]) -> collections.Counter[str]:
     return collections.Counter(_kind(r.verb, r.resource, r.subresource) for r in log)
 
 
-def _objects(count: int, holding: bool) -> Iterator[dict[str, object]]:
-    yield {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
-    yield {
+def _pool(cidr: str) -> dict[str, object]:
+    return {
         "apiVersion": "metallb.io/v1beta1",
         "kind": "IPAddressPool",
         "metadata": {"name": "bench", "namespace": NS},
-        "spec": {"addresses": [POOL_CIDR]},
+        "spec": {"addresses": [cidr]},
     }
+
+
+def _objects(count: int, holding: bool) -> Iterator[dict[str, object]]:
+    yield {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    yield _pool(POOL_CIDR)
     base = ipaddress.ip_network(POOL_CIDR).network_address
     for i in range(count):
         # Node ports would run out (2,768 of them) before the Services do.
@@ -126,6 +136,48 @@ async def _controller(url: str, control: Any, count: int, **settings: object) ->
     return Row("", count, to_statuses, to_events, requests)
 
 
+async def _moved(url: str, control: Any, count: int, concurrency: int) -> Row:
+    """A running controller, every Service held; the pool moves: one round moves them all."""
+    api = LightkubeApi(kube_config(url), trust_env=False)
+    timing = LeaderTiming(lease_duration=15, renew_deadline=10, retry_period=0.2)
+    settings = Settings(identity="bench", leader=timing, write_concurrency=concurrency)
+    replica = Replica(api, settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(replica.run(stop))
+    while replica.controller is None or not replica.controller.synced.is_set():
+        await asyncio.sleep(0.005)
+        if task.done():
+            task.result()
+    controller = replica.controller
+    while not (controller.settled and controller.events.idle):
+        await asyncio.sleep(0.005)
+    moved = ipaddress.ip_network(MOVED_CIDR)
+
+    def done() -> bool:
+        for service in controller.services.objects.values():
+            ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+            if not ingress or ipaddress.ip_address(ingress[0]["ip"]) not in moved:
+                return False
+        return True
+
+    control.clear_requests()
+    started = time.perf_counter()
+    control.seed(_pool(MOVED_CIDR))
+    while not done():
+        await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
+    to_statuses = time.perf_counter() - started
+    while not (controller.settled and controller.events.idle):
+        await asyncio.sleep(0.005)
+    to_events = time.perf_counter() - started
+    requests = _count(control.requests())
+    stop.set()
+    await task
+    await api.close()
+    return Row("pool moved (every Service moves)", count, to_statuses, to_events, requests)
+
+
 async def _bare_patches(url: str, control: Any, count: int, concurrency: int) -> Row:
     api = LightkubeApi(kube_config(url), trust_env=False)
     base = ipaddress.ip_network(POOL_CIDR).network_address
@@ -164,6 +216,7 @@ async def _run(count: int, concurrency: int) -> list[Row]:
         row = await _controller(server.url, server.control, count, write_concurrency=concurrency)
         row.scenario = "restart (all holding)"
         rows.append(row)
+        rows.append(await _moved(server.url, server.control, count, concurrency))
     with _fresh(count, holding=False) as server:
         row = await _controller(server.url, server.control, count, write_concurrency=1)
         row.scenario = "cold start, one write at a time"
