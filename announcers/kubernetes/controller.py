@@ -552,21 +552,34 @@ class Controller:
             batch = core.next_writes(self.services.objects, remaining)
             if not batch:
                 break
+            fresh = []
             for write in batch:
-                if (write.key, write.ingress) in tried:  # written, yet not shown: a bug
-                    raise RuntimeError(f"status write of {write.key} did not take effect")
+                if (write.key, write.ingress) in tried:
+                    # Written, yet the status does not show it: never seen; retry later
+                    # rather than loop.
+                    log_event(_log, logging.ERROR, "status write not shown", service=write.key)
+                    remaining.pop(write.key, None)
+                    results[write.key] = _Result(blocked=True)
+                    continue
                 tried.add((write.key, write.ingress))
+                fresh.append(write)
+            if not fresh:
+                continue
+            batch = tuple(fresh)
             done = await self._write_batch(list(batch), stop)
             for write, result in zip(batch, done, strict=True):
                 if not result.status_ok:
                     remaining.pop(write.key, None)
                     results[write.key] = result
+        tidy: list[core.StatusWrite] = []
         for key, outcome in outcomes.items():
             if key in results or outcome.ingress is None:
                 continue
             service = self.services.objects.get(key)
             if service is not None and tuple(ingress_ips(service)) == outcome.ingress:
                 results[key] = _Result(status_ok=True)
+                if status_patch(service, outcome) is not None:
+                    tidy.append(core.StatusWrite(key, outcome.ingress))
             else:
                 results[key] = _Result(skipped=not stop.is_set(), blocked=not stop.is_set())
                 if not stop.is_set():
@@ -577,6 +590,11 @@ class Controller:
                         service=key,
                         ingress=list(outcome.ingress),
                     )
+        # The right addresses, written differently (foreign fields, another ipMode): rewritten
+        # now, which moves no address; a failure is retried like an annotation's.
+        for write, result in zip(tidy, await self._write_batch(tidy, stop), strict=True):
+            if result.error is not None:
+                results[write.key] = _Result(status_ok=True, error=result.error)
         return results
 
     async def _write_batch(

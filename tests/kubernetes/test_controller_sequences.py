@@ -189,3 +189,19 @@ async def test_the_inputs_digest_is_written_with_the_status(apiserver: ApiServer
     assert stored is not None
     notes = stored["metadata"]["annotations"]
     assert notes[core.INPUTS_ANNOTATION] == core.inputs_digest(stored)
+
+
+async def test_an_entry_with_foreign_fields_is_rewritten_in_place(
+    apiserver: ApiServerEmulator,
+) -> None:
+    apiserver.seed(namespace(NS), POOL_A)
+    body = service("a")
+    body["status"] = {"loadBalancer": {"ingress": [{"ip": "10.77.0.3", "hostname": "x"}]}}
+    apiserver.seed(body)
+    watchdog = Watchdog(apiserver)
+    async with running(apiserver) as ctl:
+        await quiet(apiserver, ctl.replica)
+    stored = apiserver.read(SERVICES, "default", "a")
+    assert stored is not None
+    assert stored["status"]["loadBalancer"]["ingress"] == [{"ip": "10.77.0.3", "ipMode": "VIP"}]
+    assert watchdog.violations == []
