@@ -202,6 +202,8 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool_writing = False
         self._pool_refused: dict[str, JsonDict] = {}
+        #: Per Service of the round, the resourceVersion its status writes must carry.
+        self._versions: dict[str, str] = {}
 
     # -- change notifications (called by the informers, on the event loop) ------------------
 
@@ -500,7 +502,7 @@ class Controller:
         by_key = {object_key(service): service for service in services}
         after, outcomes = await self._converge(before, services)
         self._milestone("converged")
-        results = await self._write_statuses(outcomes, stop)
+        results = await self._write_statuses(outcomes, by_key, stop)
         self._milestone("statuses")
         adopted = core.settle(after, self.services.objects, outcomes)
         self.state = adopted
@@ -538,18 +540,29 @@ class Controller:
             self._state_changed()
 
     async def _write_statuses(
-        self, outcomes: Mapping[str, core.Convergence], stop: asyncio.Event
+        self,
+        outcomes: Mapping[str, core.Convergence],
+        decided_on: Mapping[str, JsonDict],
+        stop: asyncio.Event,
     ) -> dict[str, _Result]:
         """Write the statuses batch after batch, as :func:`metallb_core.next_writes` orders
         them against what every Service shows now (the informer's objects, which each
         successful write updates). Returns, per key, whether its outcome is now shown; a key
         the planner could not write (an address it needs is still shown by another Service)
-        is reported as blocked."""
+        is reported as blocked.
+
+        Each write carries the ``resourceVersion`` of the version the outcome was decided on
+        (then of our own last write of it): a Service changed meanwhile answers 409, and is
+        read and converged again rather than given a stale decision."""
+        self._versions = {
+            key: str((service.get("metadata") or {}).get("resourceVersion") or "")
+            for key, service in decided_on.items()
+        }
         remaining = dict(outcomes)
         results: dict[str, _Result] = {}
         tried: set[tuple[str, tuple[str, ...]]] = set()
         while not stop.is_set():
-            batch = core.next_writes(self.services.objects, remaining)
+            batch = await self._plan(remaining)
             if not batch:
                 break
             fresh = []
@@ -596,6 +609,14 @@ class Controller:
             if result.error is not None:
                 results[write.key] = _Result(status_ok=True, error=result.error)
         return results
+
+    async def _plan(self, outcomes: Mapping[str, core.Convergence]) -> tuple[core.StatusWrite, ...]:
+        """:func:`metallb_core.next_writes` against the informer's objects (in a worker thread
+        for big rounds, on a copy of the mapping, which the watches keep changing)."""
+        if len(outcomes) > self.settings.thread_threshold:
+            view = dict(self.services.objects)
+            return await asyncio.to_thread(core.next_writes, view, outcomes)
+        return core.next_writes(self.services.objects, outcomes)
 
     async def _write_batch(
         self, batch: list[core.StatusWrite], stop: asyncio.Event
@@ -649,6 +670,9 @@ class Controller:
         )
         if patch is None:
             return _Result(status_ok=True)
+        version = self._versions.get(write.key)
+        if version:
+            patch["metadata"] = {"resourceVersion": version}
         name, namespace = self._where(service)
         try:
             written = await self.api.patch(SERVICE, name, patch, namespace=namespace, status=True)
@@ -656,6 +680,7 @@ class Controller:
             self.metrics.update_errors.inc()
             return _Result(error=error)
         self.services.observe(written)
+        self._versions[write.key] = str(written["metadata"].get("resourceVersion") or "")
         self._conflicts.pop(write.key, None)
         log_event(
             _log,
