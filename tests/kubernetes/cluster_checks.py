@@ -8,8 +8,9 @@ not samples. It records a violation when
   rules of the core, :func:`metallb_core.may_share`, judged with the Services as they are at
   that instant; clashes an edit of a Service makes are the user's, and are not counted);
 * a Service loses or changes an address while neither it (its spec, labels or annotations,
-  other than the two the controller writes) nor any ``IPAddressPool`` changed since its
-  status was last written.
+  other than the two the controller writes) changed since its status was last written, nor
+  any ``IPAddressPool`` since the write before (a write can follow a decision made just
+  before a pool edit the controller had not seen yet).
 
 :func:`fixpoint_problems` checks the end state: converging every Service afresh
 (:func:`metallb_core.converge_all` from an empty state, as a new leader would) writes nothing,
@@ -52,10 +53,11 @@ class Watchdog:
         self.changes = 0
         self.status_writes = 0
         self._pool_epoch = 0
-        #: Per Service: (pool epoch, inputs) when its status was last written.
-        self._written: dict[str, tuple[int, Any]] = {
-            key: (0, inputs(s)) for key, s in self.services.items()
-        }
+        #: Per Service: the pool epochs of the status write before its last one and of its
+        #: last one. A status write may follow a decision made before a pool edit that the
+        #: controller had not seen yet (nothing orders a Service write after a pool edit), so
+        #: a loss is excused by a pool edit since the write *before* the last.
+        self._written: dict[str, tuple[int, int]] = {key: (0, 0) for key in self.services}
         self._edited: set[str] = set()
         #: The last changes of each Service (for the violation messages).
         self.trail: dict[str, list[str]] = {}
@@ -68,7 +70,8 @@ class Watchdog:
     def __call__(self, resource: str, kind: str, old: JsonDict | None, new: JsonDict) -> None:
         self.changes += 1
         if resource == POOLS:
-            self._pool_epoch += 1
+            if old is None or kind == "DELETED" or old.get("spec") != new.get("spec"):
+                self._pool_epoch += 1  # a pool edit (its status counters are not)
             return
         if resource != SERVICES:
             return
@@ -94,9 +97,10 @@ class Watchdog:
         now = ingress_ips(new)
         if previous is not None and inputs(previous) != inputs(new):
             self._edited.add(key)
+        epoch = self._pool_epoch
         if before == now:
             if previous is None:
-                self._written[key] = (self._pool_epoch, inputs(new))
+                self._written[key] = (epoch, epoch)
             return
         self.status_writes += 1
         for ip in set(now) - set(before):
@@ -107,8 +111,8 @@ class Watchdog:
                         f"{self.trail.get(key)} / {self.trail.get(other_key)}"
                     )
         lost = set(before) - set(now)
-        epoch, _ = self._written.get(key, (self._pool_epoch, None))
-        if lost and key not in self._edited and epoch == self._pool_epoch:
+        earlier, last = self._written.get(key, (epoch, epoch))
+        if lost and key not in self._edited and earlier == epoch:
             self.violations.append(
                 f"{key} lost {sorted(lost)} without a change of its own or of a pool "
                 f"(change {self.changes}, pool epoch {self._pool_epoch}): {trail}; now on "
@@ -120,7 +124,7 @@ class Watchdog:
                     }
                 )
             )
-        self._written[key] = (self._pool_epoch, inputs(new))
+        self._written[key] = (last, epoch)
         self._edited.discard(key)
 
 

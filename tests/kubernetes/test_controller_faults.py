@@ -268,6 +268,7 @@ async def test_no_address_twice_through_faults(
         await replicas.close()
         watchdog.detach()
     logs = {p.name: p.read_text()[-3000:] for p in tmp_path.glob("*.log")}
+    print("\n".join([*watchdog.violations, *problems, *happened]))
     assert watchdog.violations == [], (watchdog.violations, happened, logs)
     assert problems == [], (problems, happened, logs)
     assert sum(plan.done.values()) == operations
