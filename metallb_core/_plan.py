@@ -105,7 +105,6 @@ def next_writes(
     the outcomes whose write failed, to retry later); an empty answer ends the round. What is
     left unwritten then is blocked: an address it needs is still shown by another Service.
     """
-    shown = _index(services)
     pending: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
     for key, outcome in outcomes.items():
         service = services.get(key)
@@ -114,6 +113,9 @@ def next_writes(
         current = tuple(ingress_ips(service))
         if current != outcome.ingress:
             pending.append((key, current, outcome.ingress))
+    if not pending:
+        return ()
+    shown = _index(services)
     claimed: dict[str, list[str]] = {}
 
     def free(key: str, ips: Iterable[str]) -> bool:
