@@ -414,3 +414,38 @@ def test_settle_holds_exactly_what_the_statuses_show(
         if outcome.ingress is not None:
             assert shown(cluster[key]) == outcome.ingress, key
     assert core.settle(again_state, cluster, again) == again_state
+
+
+# -- converge's answer depends on the Service and the statuses only ------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.data(),
+    st.lists(st.sampled_from([None, *IPS[:4]]), min_size=2, max_size=5),
+)
+def test_converge_ignores_what_the_state_held_for_the_key(
+    data: st.DataObject, shown_ips: list[str | None]
+) -> None:
+    """Whatever earlier, unwritten decisions left in the state for a Service (a pending one,
+    or one whose status says otherwise), converging it gives what converging it against the
+    state restored from the statuses gives."""
+    config = core.Config(pools=[core.Pool(name="p", cidrs=["10.9.0.0/29"])])
+    cluster = []
+    for i, ip in enumerate(shown_ips):
+        share = data.draw(st.sampled_from([None, "k"]))
+        service = svc(f"s{i}", share=share, ports=[80 + i])
+        if ip is not None:
+            written(service, [ip], "p")
+        cluster.append(service)
+    restored, _ = core.converge_all(core.State.empty(config), cluster)
+    target = copy.deepcopy(data.draw(st.sampled_from(cluster)))
+    key = f"default/{target['metadata']['name']}"
+    # An earlier decision for the same key, never written: another spec, another request.
+    earlier = copy.deepcopy(target)
+    earlier.pop("status", None)
+    earlier["spec"]["loadBalancerIP"] = data.draw(st.sampled_from(IPS))
+    cluttered, _ = core.converge(core.release(restored, key), earlier)
+    if data.draw(st.booleans()):
+        target["metadata"]["labels"] = {"edited": "yes"}
+    assert core.converge(cluttered, target)[1] == core.converge(restored, target)[1]
