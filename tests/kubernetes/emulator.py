@@ -129,6 +129,9 @@ Pitfalls
 * **Objects read back are shared, read-only data.** ``read``/``history``/``objects`` give the
   stored dicts: change objects through the API or :meth:`ApiServerEmulator.seed`, never by
   mutating what you read, or watchers and history will disagree.
+* **A reaction's slice counts the matching requests made before it was declared**:
+  ``apiserver["patch", path][:1] << api_error(500)`` declared after one such request already
+  went through never fires; use ``[1:2]`` for "the next one".
 * **No-op writes leave no trace in the object history**; to check that something did *not*
   write (a restart that changes no status), count requests in :attr:`request_log` as well.
 * **Breaking out of an async ``watch`` loop** leaves the HTTP stream open until the client
