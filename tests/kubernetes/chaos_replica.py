@@ -16,6 +16,7 @@ import sys
 
 from lightkube import KubeConfig
 
+from announcers.kubernetes import logs
 from announcers.kubernetes.client import LightkubeApi
 from announcers.kubernetes.controller import Replica, Settings
 
@@ -39,5 +40,5 @@ async def main(url: str, identity: str) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logs.configure(logging.INFO, sys.stderr)
     asyncio.run(main(sys.argv[1], sys.argv[2]))
