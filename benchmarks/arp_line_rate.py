@@ -4,9 +4,9 @@ against the Linux kernel answering for its own address in the same run and the s
 Run as root from the repository root (needs iproute2; builds two network namespaces named
 ``alr*-RUN`` and deletes them afterwards)::
 
-    python benchmarks/arp_line_rate.py            # the full table, about 2 minutes
-    python benchmarks/arp_line_rate.py --quick    # a smoke run, a few seconds
-    python benchmarks/arp_line_rate.py --addresses 100 --rates 20000 --load-addresses 0
+    python -m benchmarks.arp_line_rate            # the full table, about 2 minutes
+    python -m benchmarks.arp_line_rate --quick    # a smoke run, a few seconds
+    python -m benchmarks.arp_line_rate --addresses 100 --rates 20000 --load-addresses 0
 
 The lab: a veth pair between a *sender* namespace and a *responder* namespace. The
 responder's interface carries 10.77.0.1/24 and fd00:77::1/64, which its **kernel** answers

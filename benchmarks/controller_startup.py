@@ -13,8 +13,15 @@ controller runs in this process (real HTTP through lightkube). Rows:
   requests divided by N, by kind.
 - **restart**: the same Services, now holding their addresses, and a new controller: it must
   write no status at all (the restart contract), so its time is the list-and-converge floor.
+- **pool moved (every Service moves)**: the same Services, held, under a running controller;
+  then the pool's CIDR is replaced by another one, so every Service must move: time from the
+  pool edit to every status showing a new address (one round), and the requests per Service.
+  Every write there gives an address up and takes one nobody shows, so the write planner
+  (:func:`metallb_core.next_writes`) sends them as one concurrent batch.
 - **cold start, one write at a time**: ``write_concurrency=1``, the cost of not overlapping
   the writes (on a real API server, latency-bound, the gap is wider than here).
+- **cpu s**: CPU seconds of this process (the controller and its client, not the emulator)
+  from start to the last Event; on a shared machine it moves less than the wall times.
 - **baseline: bare status PATCHes**: the same N status writes sent straight from lightkube
   with the same concurrency, no core, no annotation, no Event: what the emulator itself
   costs, in the same run. The controller's rows are read against it.
@@ -40,6 +47,7 @@ from tests.support.emulator import EmulatorProcess, kube_config, service_manifes
 
 NS = "metallb-system"
 POOL_CIDR = "10.128.0.0/14"  # 262,144 addresses: room for any N this script takes
+MOVED_CIDR = "10.132.0.0/14"  # where the "pool moved" row sends them
 
 
 @dataclasses.dataclass
@@ -51,6 +59,9 @@ class Row:
     to_statuses: float
     to_events: float | None
     requests: collections.Counter[str]
+    #: CPU seconds of this process (the controller and its client; not the emulator's) from
+    #: the start to the last Event: less disturbed than wall time on a shared machine.
+    cpu: float = 0.0
 
     def per_service(self, *kinds: str) -> float:
         """Requests of these kinds (all when none given) per Service."""
@@ -67,14 +78,18 @@ def _count(log: Iterable[Any]) -> collections.Counter[str]:
     return collections.Counter(_kind(r.verb, r.resource, r.subresource) for r in log)
 
 
-def _objects(count: int, holding: bool) -> Iterator[dict[str, object]]:
-    yield {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
-    yield {
+def _pool(cidr: str) -> dict[str, object]:
+    return {
         "apiVersion": "metallb.io/v1beta1",
         "kind": "IPAddressPool",
         "metadata": {"name": "bench", "namespace": NS},
-        "spec": {"addresses": [POOL_CIDR]},
+        "spec": {"addresses": [cidr]},
     }
+
+
+def _objects(count: int, holding: bool) -> Iterator[dict[str, object]]:
+    yield {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    yield _pool(POOL_CIDR)
     base = ipaddress.ip_network(POOL_CIDR).network_address
     for i in range(count):
         # Node ports would run out (2,768 of them) before the Services do.
@@ -95,6 +110,7 @@ async def _controller(url: str, control: Any, count: int, **settings: object) ->
     stop = asyncio.Event()
     control.clear_requests()
     started = time.perf_counter()
+    cpu = time.process_time()
     started_loop = asyncio.get_running_loop().time()
     task = asyncio.create_task(replica.run(stop))
     while replica.controller is None or not replica.controller.synced.is_set():
@@ -108,11 +124,56 @@ async def _controller(url: str, control: Any, count: int, **settings: object) ->
     while not (controller.settled and controller.events.idle):
         await asyncio.sleep(0.005)
     to_events = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     requests = _count(control.requests())
     stop.set()
     await task
     await api.close()
-    return Row("", count, to_statuses, to_events, requests)
+    return Row("", count, to_statuses, to_events, requests, cpu)
+
+
+async def _moved(url: str, control: Any, count: int, concurrency: int) -> Row:
+    """A running controller, every Service held; the pool moves: one round moves them all."""
+    api = LightkubeApi(kube_config(url), trust_env=False)
+    timing = LeaderTiming(lease_duration=15, renew_deadline=10, retry_period=0.2)
+    settings = Settings(identity="bench", leader=timing, write_concurrency=concurrency)
+    replica = Replica(api, settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(replica.run(stop))
+    while replica.controller is None or not replica.controller.synced.is_set():
+        await asyncio.sleep(0.005)
+        if task.done():
+            task.result()
+    controller = replica.controller
+    while not (controller.settled and controller.events.idle):
+        await asyncio.sleep(0.005)
+    moved = ipaddress.ip_network(MOVED_CIDR)
+
+    def done() -> bool:
+        for service in controller.services.objects.values():
+            ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+            if not ingress or ipaddress.ip_address(ingress[0]["ip"]) not in moved:
+                return False
+        return True
+
+    control.clear_requests()
+    started = time.perf_counter()
+    cpu = time.process_time()
+    control.seed(_pool(MOVED_CIDR))
+    while not done():
+        await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
+    to_statuses = time.perf_counter() - started
+    while not (controller.settled and controller.events.idle):
+        await asyncio.sleep(0.005)
+    to_events = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    requests = _count(control.requests())
+    stop.set()
+    await task
+    await api.close()
+    return Row("pool moved (every Service moves)", count, to_statuses, to_events, requests, cpu)
 
 
 async def _bare_patches(url: str, control: Any, count: int, concurrency: int) -> Row:
@@ -129,11 +190,13 @@ async def _bare_patches(url: str, control: Any, count: int, concurrency: int) ->
             )
 
     started = time.perf_counter()
+    cpu = time.process_time()
     await asyncio.gather(*(one(i) for i in range(count)))
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     requests = _count(control.requests())
     await api.close()
-    return Row("baseline: bare status PATCHes", count, elapsed, None, requests)
+    return Row("baseline: bare status PATCHes", count, elapsed, None, requests, cpu)
 
 
 def _fresh(count: int, holding: bool) -> Any:
@@ -153,6 +216,7 @@ async def _run(count: int, concurrency: int) -> list[Row]:
         row = await _controller(server.url, server.control, count, write_concurrency=concurrency)
         row.scenario = "restart (all holding)"
         rows.append(row)
+        rows.append(await _moved(server.url, server.control, count, concurrency))
     with _fresh(count, holding=False) as server:
         row = await _controller(server.url, server.control, count, write_concurrency=1)
         row.scenario = "cold start, one write at a time"
@@ -164,7 +228,7 @@ async def _run(count: int, concurrency: int) -> list[Row]:
 
 def _table(rows: list[Row]) -> str:
     head = (
-        f"{'scenario':<34} {'services':>8} {'statuses s':>10} {'events s':>9} "
+        f"{'scenario':<34} {'services':>8} {'statuses s':>10} {'events s':>9} {'cpu s':>6} "
         f"{'req/svc':>8} {'status':>7} {'annot.':>7} {'events':>7} {'other':>7}"
     )
     lines = [head, "-" * len(head)]
@@ -175,7 +239,7 @@ def _table(rows: list[Row]) -> str:
         total = row.per_service()
         lines.append(
             f"{row.scenario:<34} {row.services:>8} {row.to_statuses:>10.2f} "
-            f"{'-' if row.to_events is None else f'{row.to_events:.2f}':>9} "
+            f"{'-' if row.to_events is None else f'{row.to_events:.2f}':>9} {row.cpu:>6.2f} "
             f"{total:>8.3f} {status:>7.3f} {annotation:>7.3f} {events:>7.3f} "
             f"{total - status - annotation - events:>7.3f}"
         )

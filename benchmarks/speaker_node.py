@@ -1,6 +1,6 @@
 """One speaker with a recording mock announcer, for the speaker benchmarks (not a product).
 
-``python benchmarks/speaker_node.py --node N --kubeconfig K [--liveness probe|lease]`` runs the
+``python -m benchmarks.speaker_node --node N --kubeconfig K [--liveness probe|lease]`` runs the
 real :class:`~announcers.kubernetes.speaker.Speaker` (real HTTP to the API server, UDP probes on
 loopback) with a :class:`~announcers.mock.MockAnnouncer` on one made-up interface, and prints
 one JSON line per announce, withdraw and change of the alive set, stamped with

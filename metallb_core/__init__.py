@@ -13,7 +13,14 @@ the environment or randomness, or mutates an argument.
 from metallb_core._allocator import allocate, orphans, pool_usage, release, reload
 from metallb_core._bgp import BFDProfile, BGPAdvertisement, Peer
 from metallb_core._config import Config, L2Advertisement, Pool, ServiceAllocation
-from metallb_core._converge import Convergence, Event, converge, converge_all
+from metallb_core._converge import (
+    INPUTS_ANNOTATION,
+    Convergence,
+    Event,
+    converge,
+    converge_all,
+    inputs_digest,
+)
 from metallb_core._errors import ConfigError, InvalidService
 from metallb_core._l2 import announcing_node
 from metallb_core._outcomes import (
@@ -30,6 +37,7 @@ from metallb_core._outcomes import (
     UnknownPool,
 )
 from metallb_core._parse import parse_configmap, parse_resources
+from metallb_core._plan import StatusWrite, may_share, next_writes, settle
 from metallb_core._request import Port, ServiceRequest
 from metallb_core._selectors import LabelSelector, LabelSelectorRequirement
 from metallb_core._service import request_from_service
@@ -55,6 +63,7 @@ from metallb_core._state import State
 __version__ = "0.1.0"
 
 __all__ = [
+    "INPUTS_ANNOTATION",
     "Allocation",
     "AllocationError",
     "AnnounceChange",
@@ -90,6 +99,7 @@ __all__ = [
     "ServiceRequest",
     "SharingConflict",
     "State",
+    "StatusWrite",
     "UnknownPool",
     "allocate",
     "announce_pairs",
@@ -97,6 +107,9 @@ __all__ = [
     "converge",
     "converge_all",
     "elect",
+    "inputs_digest",
+    "may_share",
+    "next_writes",
     "orphans",
     "parse_configmap",
     "parse_resources",
@@ -106,5 +119,6 @@ __all__ = [
     "reload",
     "report_announcements",
     "request_from_service",
+    "settle",
     "speaker_frozen",
 ]

@@ -10,7 +10,9 @@ nothing. The steps follow METALLB_BEHAVIOUR.md §11.2.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -20,9 +22,13 @@ from metallb_core._model import Model
 from metallb_core._outcomes import AllocationError, PortConflict, SharingConflict
 from metallb_core._service import (
     ADDRESS_POOL,
+    ALLOW_SHARED_IP,
     DEPRECATED,
+    LOADBALANCER_IPS,
+    STABLE,
     _go_list,
     annotation,
+    check_service,
     cluster_ips,
     desired_ips,
     policy,
@@ -31,6 +37,7 @@ from metallb_core._service import (
     service_family,
     service_request,
 )
+from metallb_core._service import ports as service_ports
 from metallb_core._state import State
 from metallb_core.vocabulary import ALLOCATED_FROM_POOL, ingress_ips, service_key
 
@@ -73,9 +80,13 @@ def _warning(reason: str, message: str) -> Event:
 
 
 def is_ours(service: Mapping[str, Any], lb_class: str | None) -> bool:
-    """Whether a controller running with ``--lb-class lb_class`` handles this Service."""
-    cls = (service.get("spec") or {}).get("loadBalancerClass") or None
-    return cls == lb_class
+    """Whether a controller running with ``--lb-class lb_class`` handles this Service.
+
+    A ``spec`` that is not an object reads as no class (the Service is then refused by
+    :func:`converge` with the field named)."""
+    spec = service.get("spec") if isinstance(service, Mapping) else None
+    cls = spec.get("loadBalancerClass") if isinstance(spec, Mapping) else None
+    return (cls or None) == lb_class
 
 
 class _Step:
@@ -241,9 +252,10 @@ def _converge(
     records, or clear it), never a new address: the first pass of :func:`converge_all`."""
     step = _Step(state, service)
     key = step.key
-    spec = service.get("spec") or {}
     if not is_ours(service, lb_class):
         return state, step.done(None, None), None
+    check_service(service)
+    spec = service.get("spec") or {}
     # 1-3: not a LoadBalancer, no pool at all, no ClusterIP: clear, allocate nothing.
     if spec.get("type") != "LoadBalancer" or not state.config.pools or not cluster_ips(service):
         step.clear()
@@ -260,13 +272,9 @@ def _converge(
         )
         step.clear()
         return step.state, step.done((), None), None
-    # 4: the current IPs. When the status is still empty but this state already holds an
-    # allocation for the Service (the last write is not visible yet), that allocation is the
-    # current one: converging twice in a row then changes nothing.
+    # 4: the current IPs: the status is the truth. A key whose status holds no address is
+    # cleared in step 6 before anything is allocated, whatever this state held for it.
     current = ingress_ips(service)
-    held = state.allocation(key)
-    if not current and held is not None:
-        current = [str(ip) for ip in held.ips]
     # 6: the current IPs' family against the ClusterIPs' family.
     checked = _family_checked(step, service, current, pol)
     if checked is None:
@@ -320,10 +328,92 @@ def converge(
     return new_state, result
 
 
-def restore_order(service: Mapping[str, Any]) -> tuple[int, bool, str, str]:
-    """Sort key of :func:`converge_all`: more ingress IPs first, then oldest, then by key."""
-    created = (service.get("metadata") or {}).get("creationTimestamp")
-    return (-len(ingress_ips(service)), created is None, str(created or ""), service_key(service))
+#: The annotation recording :func:`inputs_digest` of the inputs that decided a Service's
+#: status, written by the controller just after the status.
+INPUTS_ANNOTATION = "metallb-core.io/allocation-inputs"
+
+_SPEC_INPUTS = (
+    "type",
+    "loadBalancerClass",
+    "clusterIP",
+    "clusterIPs",
+    "ipFamilies",
+    "ipFamilyPolicy",
+    "externalTrafficPolicy",
+    "loadBalancerIP",
+)
+_NOTE_INPUTS = (ADDRESS_POOL, LOADBALANCER_IPS, ALLOW_SHARED_IP)
+
+
+def inputs_digest(service: Mapping[str, Any]) -> str:
+    """A digest of everything about a Service that decides its addresses.
+
+    It covers the namespace, the labels, the ``metallb.io/`` and ``metallb.universe.tf/``
+    annotations ``address-pool``, ``loadBalancerIPs`` and ``allow-shared-ip``, and the spec
+    fields the allocation reads (type, class, ClusterIPs, families and policy, ports as
+    protocol and number, traffic policy and, with ``Local``, the selector,
+    ``loadBalancerIP``). The controller records it in :data:`INPUTS_ANNOTATION` when it writes
+    a status (and again when these inputs change); :func:`converge_all` restores the Services
+    whose record still matches first, so a Service that changed nothing is never the one
+    evicted by a Service that changed while no controller ran. It leaves the status out on
+    purpose: a record stays true for a Service that does not change, even when the write
+    that followed its last status write was lost.
+
+    >>> svc = {"metadata": {"name": "a"}, "spec": {"ports": [{"port": 80}]}}
+    >>> inputs_digest(svc) == inputs_digest({**svc, "status": {"x": 1}})
+    True
+    >>> inputs_digest(svc) == inputs_digest({**svc, "spec": {"ports": [{"port": 443}]}})
+    False
+    """
+    meta = service.get("metadata") or {}
+    spec = service.get("spec") or {}
+    notes = service_annotations(service)
+    local = spec.get("externalTrafficPolicy") == "Local"
+    inputs = {
+        "namespace": meta.get("namespace") or "default",
+        "labels": meta.get("labels") or {},
+        "annotations": {
+            k: v
+            for k, v in notes.items()
+            if k.startswith((STABLE, DEPRECATED))
+            and k.removeprefix(STABLE).removeprefix(DEPRECATED) in _NOTE_INPUTS
+        },
+        "spec": {k: spec.get(k) for k in _SPEC_INPUTS},
+        "ports": [[p.protocol, p.port] for p in service_ports(service)],
+        "selector": spec.get("selector") if local else None,
+    }
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def unchanged_rank(service: Mapping[str, Any]) -> int:
+    """0 when the Service's recorded :func:`inputs_digest` matches its inputs now, 1 when it
+    has no record, 2 when the record differs (the Service changed since its status was
+    written) or the Service cannot be read."""
+    try:
+        recorded = service_annotations(service).get(INPUTS_ANNOTATION)
+        if not recorded:
+            return 1
+        return 0 if recorded == inputs_digest(service) else 2
+    except InvalidService:
+        return 2
+
+
+def restore_order(service: Mapping[str, Any]) -> tuple[bool, int, int, bool, str, str]:
+    """Sort key of :func:`converge_all`: Services holding IPs first, among them those whose
+    inputs did not change since their status was written (:func:`unchanged_rank`), then more
+    ingress IPs first, then oldest, then by key."""
+    meta = service.get("metadata") if isinstance(service, Mapping) else None
+    created = meta.get("creationTimestamp") if isinstance(meta, Mapping) else None
+    held = len(ingress_ips(service))
+    return (
+        held == 0,
+        unchanged_rank(service) if held else 1,
+        -held,
+        created is None,
+        str(created or ""),
+        service_key(service),
+    )
 
 
 def converge_all(
@@ -334,13 +424,18 @@ def converge_all(
     Two passes. First every address recorded in a status is restored (re-assigned, nothing
     new handed out), so that nothing can take an address recorded in another Service's
     status: neither a pending Service nor a PreferDualStack top-up. Then every Service is
-    converged against that state, those holding IPs first (more ingress entries first). In
-    both passes, ties are broken
-    by ``metadata.creationTimestamp`` (oldest first, those without one last) and then by key,
-    so the result does not depend on the order of ``services``. When two statuses hold the same
-    address without being allowed to share it, the first restored keeps it and the other gets,
-    besides MetalLB's ``ClearAssignment``, a Warning ``IPConflict`` and a new allocation.
-    The mapping is keyed by ``namespace/name``, in processing order.
+    converged against that state, those holding IPs first. Among those, the Services whose
+    :data:`INPUTS_ANNOTATION` still matches their inputs (:func:`inputs_digest`) come first,
+    then those without one, then those that changed since their status was written, so an
+    address two statuses claim stays with the Service that changed nothing (as a running
+    controller would have decided when the change came); then more ingress entries first. In
+    both passes, ties are broken by ``metadata.creationTimestamp`` (oldest first, those
+    without one last) and then by key, so the result does not depend on the order of
+    ``services``. A Service that cannot be read gets a Warning ``AllocationFailed`` naming the
+    field and value, never an exception. When two statuses hold the same address without being
+    allowed to share it, the first restored keeps it and the other gets, besides MetalLB's
+    ``ClearAssignment``, a Warning ``IPConflict`` and a new allocation. The mapping is keyed
+    by ``namespace/name``, in processing order.
     """
     ordered = sorted(services, key=restore_order)
     for service in ordered:

@@ -6,6 +6,7 @@ reports their errors differently (see :mod:`metallb_core._converge`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,17 +29,65 @@ def _go_list(items: Sequence[object]) -> str:
     return "[" + " ".join(str(i) for i in items) + "]"
 
 
+def show(value: object) -> str:
+    """A value as it appears in the Service's JSON, for error messages (cut at 80 characters)."""
+    try:
+        text = json.dumps(value, sort_keys=True, default=repr)
+    except (TypeError, ValueError):  # pragma: no cover - default=repr accepts anything
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _object(value: object, field: str) -> Mapping[str, Any]:
+    """A JSON object field: ``{}`` when absent or null, ``InvalidService`` when not an object."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidService(f"invalid {field}: {show(value)} is not an object")
+    return value
+
+
+def _string(value: object, field: str) -> str | None:
+    """A string field (``None`` when absent or null), ``InvalidService`` otherwise."""
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidService(f"invalid {field}: {show(value)} is not a string")
+
+
+def _strings(value: object, field: str) -> Mapping[str, str]:
+    """A ``string -> string`` map (labels, annotations, selector)."""
+    out = _object(value, field)
+    for k, v in out.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise InvalidService(f"invalid {field}[{show(k)}]: {show(v)} is not a string")
+    return out
+
+
+def _list(value: object, field: str) -> Sequence[Any]:
+    """A JSON array field: ``[]`` when absent or null, ``InvalidService`` when not an array."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise InvalidService(f"invalid {field}: {show(value)} is not a list")
+    return value
+
+
 def _meta(service: Mapping[str, Any]) -> Mapping[str, Any]:
-    return service.get("metadata") or {}
+    if not isinstance(service, Mapping):
+        raise InvalidService(f"invalid Service: {show(service)} is not an object")
+    return _object(service.get("metadata"), "metadata")
 
 
 def _spec(service: Mapping[str, Any]) -> Mapping[str, Any]:
-    return service.get("spec") or {}
+    if not isinstance(service, Mapping):
+        raise InvalidService(f"invalid Service: {show(service)} is not an object")
+    return _object(service.get("spec"), "spec")
 
 
 def service_annotations(service: Mapping[str, Any]) -> Mapping[str, str]:
-    """The Service's annotations (empty when it has none)."""
-    return _meta(service).get("annotations") or {}
+    """The Service's annotations (empty when it has none); ``InvalidService`` when they are
+    not a ``string -> string`` map."""
+    return _strings(_meta(service).get("annotations"), "metadata.annotations")
 
 
 def annotation(service: Mapping[str, Any], name: str) -> str | None:
@@ -55,11 +104,14 @@ def annotation(service: Mapping[str, Any], name: str) -> str | None:
 def cluster_ips(service: Mapping[str, Any]) -> list[str]:
     """``spec.clusterIPs`` when non-empty, else ``[spec.clusterIP]`` when set, else ``[]``."""
     spec = _spec(service)
-    ips = list(spec.get("clusterIPs") or ())
+    ips = _list(spec.get("clusterIPs"), "spec.clusterIPs")
     if ips:
+        for i, ip in enumerate(ips):
+            if not isinstance(ip, str):
+                raise InvalidService(f"invalid spec.clusterIPs[{i}]: {show(ip)} is not a string")
         return [str(ip) for ip in ips]
-    single = spec.get("clusterIP")
-    return [str(single)] if single else []
+    single = _string(spec.get("clusterIP"), "spec.clusterIP")
+    return [single] if single else []
 
 
 def service_family(service: Mapping[str, Any]) -> str:
@@ -80,7 +132,7 @@ def service_family(service: Mapping[str, Any]) -> str:
 def policy(service: Mapping[str, Any]) -> str:
     """``spec.ipFamilyPolicy``; unset is ``SingleStack``."""
     value = _spec(service).get("ipFamilyPolicy") or "SingleStack"
-    if value not in _POLICIES:
+    if not isinstance(value, str) or value not in _POLICIES:
         raise InvalidService(f'invalid spec.ipFamilyPolicy "{value}"')
     return str(value)
 
@@ -88,11 +140,15 @@ def policy(service: Mapping[str, Any]) -> str:
 def ports(service: Mapping[str, Any]) -> tuple[Port, ...]:
     """The Service's ports as ``(protocol, port)``; the protocol defaults to TCP."""
     out = []
-    for raw in _spec(service).get("ports") or ():
-        number = raw.get("port")
+    for i, raw in enumerate(_list(_spec(service).get("ports"), "spec.ports")):
+        entry = _object(raw, f"spec.ports[{i}]")
+        if raw is None:
+            raise InvalidService(f"invalid spec.ports[{i}]: null is not an object")
+        number = entry.get("port")
         if not isinstance(number, int) or isinstance(number, bool):
-            raise InvalidService(f"invalid port {raw!r} in spec.ports")
-        out.append(Port(protocol=str(raw.get("protocol") or "TCP"), port=number))
+            raise InvalidService(f"invalid spec.ports[{i}].port: {show(number)} is not a number")
+        protocol = _string(entry.get("protocol"), f"spec.ports[{i}].protocol") or "TCP"
+        out.append(Port(protocol=protocol, port=number))
     return tuple(out)
 
 
@@ -101,7 +157,7 @@ def backend_key(service: Mapping[str, Any]) -> str:
     spec = _spec(service)
     if spec.get("externalTrafficPolicy") != "Local":
         return ""
-    selector = spec.get("selector") or {}
+    selector = _strings(spec.get("selector"), "spec.selector")
     return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
 
 
@@ -109,6 +165,8 @@ def desired_ips(service: Mapping[str, Any]) -> list[str]:
     """The requested IPs (§11.3), in the user's order; ``InvalidService`` with MetalLB's text."""
     raw = annotation(service, LOADBALANCER_IPS)
     single = _spec(service).get("loadBalancerIP")
+    if single is not None and not isinstance(single, str):
+        raise InvalidService(f"invalid spec.loadBalancerIP {show(single)}")
     if raw and single:
         raise InvalidService(
             "service can not have both metallb.io/loadBalancerIPs and svc.Spec.LoadBalancerIP"
@@ -158,11 +216,12 @@ def service_request(
     """:func:`request_from_service`, optionally with a known family and without the
     requested IPs and pool (the controller re-assigns current IPs with only the ports and keys).
     """
-    families = _spec(service).get("ipFamilies") or ()
+    check_service(service)
+    families = _list(_spec(service).get("ipFamilies"), "spec.ipFamilies")
     return ServiceRequest(
         key=service_key(service),
         namespace=_meta(service).get("namespace") or "default",
-        labels=_meta(service).get("labels") or {},
+        labels=_strings(_meta(service).get("labels"), "metadata.labels"),
         family=family or service_family(service),
         primary_family="ipv6" if families and families[0] == "IPv6" else "ipv4",
         policy=policy(service),
@@ -172,3 +231,20 @@ def service_request(
         requested_ips=desired_ips(service) if with_requests else (),
         requested_pool=(annotation(service, ADDRESS_POOL) or None) if with_requests else None,
     )
+
+
+def check_service(service: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidService`, naming the field and its value, when the Service's
+    identity or the fields every step reads are not of the JSON types Kubernetes gives them:
+    the Service an object, ``metadata``/``spec``/``status`` objects, ``name``/``namespace``
+    strings, labels and annotations ``string -> string`` maps, ``spec.type`` and
+    ``spec.loadBalancerClass`` strings."""
+    meta = _meta(service)
+    spec = _spec(service)
+    _object(service.get("status"), "status")
+    _string(meta.get("name"), "metadata.name")
+    _string(meta.get("namespace"), "metadata.namespace")
+    _strings(meta.get("labels"), "metadata.labels")
+    service_annotations(service)
+    _string(spec.get("type"), "spec.type")
+    _string(spec.get("loadBalancerClass"), "spec.loadBalancerClass")

@@ -33,8 +33,13 @@ __all__ = ["ALLOCATED_FROM_POOL", "JsonDict", "ingress_ips", "object_key", "serv
 
 
 def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = obj.get("metadata")
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
     return meta if isinstance(meta, Mapping) else {}
+
+
+def _text(value: Any) -> str:
+    """A metadata field as text: what is not a string reads as empty (never raises)."""
+    return value if isinstance(value, str) else ""
 
 
 def service_key(service: Mapping[str, Any]) -> str:
@@ -44,9 +49,12 @@ def service_key(service: Mapping[str, Any]) -> str:
     'web/nginx'
     >>> service_key({"metadata": {"name": "nginx"}})
     'default/nginx'
+
+    Never raises: a name or namespace that is not a string reads as empty (the Service is then
+    refused by ``request_from_service``, with the field named).
     """
     meta = _metadata(service)
-    return f"{meta.get('namespace') or 'default'}/{meta.get('name') or ''}"
+    return f"{_text(meta.get('namespace')) or 'default'}/{_text(meta.get('name'))}"
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
@@ -73,7 +81,7 @@ def ingress_ips(service: Mapping[str, Any]) -> list[str]:
     >>> ingress_ips({"spec": {}})
     []
     """
-    status = service.get("status")
+    status = service.get("status") if isinstance(service, Mapping) else None
     balancer = status.get("loadBalancer") if isinstance(status, Mapping) else None
     entries = balancer.get("ingress") if isinstance(balancer, Mapping) else None
     if not isinstance(entries, list | tuple):

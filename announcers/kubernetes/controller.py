@@ -17,16 +17,21 @@ How it runs
   ``converge_all(state, services)`` and writes the outcome. A configuration change
   (``reload``) converges every Service; a deletion that frees an address, or a round that
   frees one, converges the Services still waiting for one, at once.
-* **Writes, and when the new state is adopted.** The state is an immutable value: a round
-  computes a new one, and the controller adopts it only for what it managed to write.
-  Writes that *free or move* addresses (a status that held addresses and now holds others or
-  none) go first; only when they have all succeeded do the writes that merely *give*
-  addresses to Services holding none go out, concurrently. If a freeing write fails, the
-  round adopts nothing and is retried (a pending Service can never be handed an address the
-  API server still shows on another Service). A failed giving write is undone from the new
-  state (:func:`metallb_core.release` of that Service, which held nothing before) and retried.
+* **Writes, and when the new state is adopted.** A round reads (the informer's objects),
+  decides (``converge_all``), writes in the order :func:`metallb_core.next_writes` gives, and
+  adopts :func:`metallb_core.settle`. The planner works against what *every* Service's status
+  shows now, so at no instant does the cluster show an address in two Services that may not
+  share it, whichever writes fail: writes that give addresses up go first (a Service moving
+  to an address another status still shows is first written with only what it keeps); only
+  then the writes that take addresses, each checked against every status and written only
+  when no other Service shows the address. The state adopted holds, for each Service of the
+  round, exactly what its status shows: its outcome when written, else what it still shows
+  (the successful writes of a round that failed elsewhere are kept). A write the planner could
+  not make (an address still shown elsewhere) is retried after a backoff.
   A status write carries the Service's ``resourceVersion``: on 409 the Service is read again
-  and converged again at once. The annotation and the Events follow a successful status write.
+  and converged again at once. The annotations (the pool, and the inputs digest
+  :data:`metallb_core.INPUTS_ANNOTATION` that lets a new leader restore unchanged Services
+  first) and the Events follow a successful status write.
 * **Failures.** An API server that is unreachable or answers 5xx is retried with capped
   backoff; nothing is ever cleared because a request failed (only a successful list or
   watch can say a Service is gone).
@@ -39,7 +44,6 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
-from ipaddress import ip_address
 from typing import Any
 
 import metallb_core as core
@@ -76,9 +80,8 @@ from announcers.kubernetes.status import (
     pool_status_patch,
     reference,
     status_patch,
-    takes_addresses,
 )
-from metallb_core.vocabulary import object_key, service_key
+from metallb_core.vocabulary import ingress_ips, object_key, service_key
 
 _log = logging.getLogger("announcers.kubernetes.controller")
 
@@ -110,12 +113,11 @@ class Settings:
 
 @dataclasses.dataclass
 class _Plan:
+    """An annotation write (after the Service's status is shown)."""
+
     key: str
     service: JsonDict
-    outcome: core.Convergence
-    status: JsonDict | None
-    annotation: JsonDict | None
-    gives: bool  # gives addresses to a Service that held none
+    patch: JsonDict
 
 
 @dataclasses.dataclass
@@ -123,6 +125,7 @@ class _Result:
     status_ok: bool = False
     error: KubeError | None = None
     skipped: bool = False
+    blocked: bool = False
 
 
 class Controller:
@@ -198,6 +201,8 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pool_writing = False
         self._pool_refused: dict[str, JsonDict] = {}
+        #: Per Service of the round, the resourceVersion its status writes must carry.
+        self._versions: dict[str, str] = {}
 
     # -- change notifications (called by the informers, on the event loop) ------------------
 
@@ -486,9 +491,8 @@ class Controller:
             return await asyncio.to_thread(core.converge_all, state, services, lb_class=lb_class)
         return core.converge_all(state, services, lb_class=lb_class)
 
-    # C901 accepted for now: not a table, but left whole while issue 10 reworks the
-    # controller; split the plan building and the waiting-set update out once that lands.
-    async def _round(self, keys: Iterable[str], stop: asyncio.Event) -> None:  # noqa: C901
+    async def _round(self, keys: Iterable[str], stop: asyncio.Event) -> None:
+        """Read, decide, write in the planner's order, adopt what the statuses now show."""
         before = self.state
         assert before is not None
         services = [self.services.objects[k] for k in keys if k in self.services.objects]
@@ -497,141 +501,199 @@ class Controller:
         by_key = {service_key(service): service for service in services}
         after, outcomes = await self._converge(before, services)
         self._milestone("converged")
-        plans: list[_Plan] = []
-        chain: list[_Plan] = []  # in decision order: each may take what an earlier one frees
-        loose: list[_Plan] = []  # depend on no other write
-        for key, outcome in outcomes.items():
-            service = by_key[key]
-            plan = _Plan(
-                key=key,
-                service=service,
-                outcome=outcome,
-                status=status_patch(service, outcome),
-                annotation=annotation_patch(service, outcome),
-                gives=takes_addresses(service, outcome)
-                and key not in before.allocations
-                and not any(before.holders(ip_address(ip)) for ip in outcome.ingress or ()),
-            )
-            plans.append(plan)
-            if plan.status is not None and not plan.gives:
-                chain.append(plan)
-            elif plan.status is not None or plan.annotation is not None:
-                loose.append(plan)
-        # Statuses first (they are what matters to traffic), annotations once they are in.
-        chained, loosened = await asyncio.gather(
-            self._write_in_order(chain, stop), self._write_all(loose, stop)
-        )
-        results = {**chained, **loosened}
+        results = await self._write_statuses(outcomes, by_key, stop)
         self._milestone("statuses")
-        if not all(r.status_ok for r in chained.values()):
-            # Not adopted: the decisions after a failed write in the chain may hand out
-            # addresses the API server still shows on its Service. What was written is
-            # restored from the Services' statuses by the next round.
-            for plan in plans:
-                result = results.get(plan.key)
-                if result is not None and result.status_ok and plan.status is not None:
-                    self._emit(plan)
-            self._failed(list(by_key), results)
-            return
-        adopted = after
-        for plan in loose:
-            if plan.gives and not results[plan.key].status_ok:
-                adopted = core.release(adopted, plan.key)  # undo: it held nothing before
+        adopted = core.settle(after, self.services.objects, outcomes)
         self.state = adopted
-        for plan in plans:
-            result = results.get(plan.key)
-            if result is None or result.status_ok:
-                self._emit(plan)
-            if plan.outcome.ingress == () and wants_address(plan.service):
-                self._waiting.add(plan.key)
-            elif plan.outcome.ingress is not None or not wants_address(plan.service):
-                self._waiting.discard(plan.key)
-        annotate = [p for p in plans if p.annotation is not None and results[p.key].status_ok]
-        for key, result in (await self._write_all(annotate, stop, annotation=True)).items():
+        shown = [
+            key
+            for key, outcome in outcomes.items()
+            if outcome.ingress is None or results.get(key, _Result()).status_ok
+        ]
+        for key in shown:
+            outcome = outcomes[key]
+            service = by_key[key]
+            self._emit(key, service, outcome)
+            if outcome.ingress == () and wants_address(service):
+                self._waiting.add(key)
+            elif outcome.ingress is not None or not wants_address(service):
+                self._waiting.discard(key)
+        annotate = [
+            _Plan(key, by_key[key], patch)
+            for key in shown
+            if (patch := annotation_patch(by_key[key], outcomes[key])) is not None
+        ]
+        for key, result in (await self._write_annotations(annotate, stop)).items():
             if result.error is not None:
                 results[key] = result
-        failed = {k: r for k, r in results.items() if r.error is not None}
+        failed = {k: r for k, r in results.items() if not r.status_ok or r.error is not None}
         if failed:
             self._failed(list(failed), failed)
         else:
             self._backoff.reset()
-        if _freed(before, adopted, by_key):
+        # Addresses freed, or planned for a Service whose write failed (now free again in the
+        # adopted state): the Services waiting for one may get it.
+        if _freed(before, adopted, by_key) or _freed(after, adopted, by_key):
             self._waiting_ones = True
         if adopted != before:
             self._state_changed()
+
+    async def _write_statuses(
+        self,
+        outcomes: Mapping[str, core.Convergence],
+        decided_on: Mapping[str, JsonDict],
+        stop: asyncio.Event,
+    ) -> dict[str, _Result]:
+        """Write the statuses batch after batch, as :func:`metallb_core.next_writes` orders
+        them against what every Service shows now (the informer's objects, which each
+        successful write updates). Returns, per key, whether its outcome is now shown; a key
+        the planner could not write (an address it needs is still shown by another Service)
+        is reported as blocked.
+
+        Each write carries the ``resourceVersion`` of the version the outcome was decided on
+        (then of our own last write of it): a Service changed meanwhile answers 409, and is
+        read and converged again rather than given a stale decision."""
+        self._versions = {
+            key: str((service.get("metadata") or {}).get("resourceVersion") or "")
+            for key, service in decided_on.items()
+        }
+        remaining = dict(outcomes)
+        results: dict[str, _Result] = {}
+        tried: set[tuple[str, tuple[str, ...]]] = set()
+        while not stop.is_set():
+            batch = await self._plan(remaining)
+            if not batch:
+                break
+            fresh = []
+            for write in batch:
+                if (write.key, write.ingress) in tried:
+                    # Written, yet the status does not show it: never seen; retry later
+                    # rather than loop.
+                    log_event(_log, logging.ERROR, "status write not shown", service=write.key)
+                    remaining.pop(write.key, None)
+                    results[write.key] = _Result(blocked=True)
+                    continue
+                tried.add((write.key, write.ingress))
+                fresh.append(write)
+            if not fresh:
+                continue
+            batch = tuple(fresh)
+            done = await self._write_batch(list(batch), stop)
+            for write, result in zip(batch, done, strict=True):
+                if not result.status_ok:
+                    remaining.pop(write.key, None)
+                    results[write.key] = result
+        tidy: list[core.StatusWrite] = []
+        for key, outcome in outcomes.items():
+            if key in results or outcome.ingress is None:
+                continue
+            service = self.services.objects.get(key)
+            if service is not None and tuple(ingress_ips(service)) == outcome.ingress:
+                results[key] = _Result(status_ok=True)
+                if status_patch(service, outcome) is not None:
+                    tidy.append(core.StatusWrite(key, outcome.ingress))
+            else:
+                results[key] = _Result(skipped=not stop.is_set(), blocked=not stop.is_set())
+                if not stop.is_set():
+                    log_event(
+                        _log,
+                        logging.INFO,
+                        "status write waits: an address is still shown by another Service",
+                        service=key,
+                        ingress=list(outcome.ingress),
+                    )
+        # The right addresses, written differently (foreign fields, another ipMode): rewritten
+        # now, which moves no address; a failure is retried like an annotation's.
+        for write, result in zip(tidy, await self._write_batch(tidy, stop), strict=True):
+            if result.error is not None:
+                results[write.key] = _Result(status_ok=True, error=result.error)
+        return results
+
+    async def _plan(self, outcomes: Mapping[str, core.Convergence]) -> tuple[core.StatusWrite, ...]:
+        """:func:`metallb_core.next_writes` against the informer's objects (in a worker thread
+        for big rounds, on a copy of the mapping, which the watches keep changing)."""
+        if len(outcomes) > self.settings.thread_threshold:
+            view = dict(self.services.objects)
+            return await asyncio.to_thread(core.next_writes, view, outcomes)
+        return core.next_writes(self.services.objects, outcomes)
+
+    async def _write_batch(
+        self, batch: list[core.StatusWrite], stop: asyncio.Event
+    ) -> list[_Result]:
+        """One batch of status writes, concurrently (any order is safe, see the planner)."""
+        gate = asyncio.Semaphore(self.settings.write_concurrency)
+
+        async def one(write: core.StatusWrite) -> _Result:
+            async with gate:
+                service = self.services.objects.get(write.key)
+                if stop.is_set() or service is None:
+                    return _Result(skipped=True)
+                return await self._write_status(write, service)
+
+        return list(await asyncio.gather(*(one(w) for w in batch)))
+
+    async def _write_annotations(
+        self, plans: list[_Plan], stop: asyncio.Event
+    ) -> dict[str, _Result]:
+        """Annotation writes (pool and inputs digest), concurrently, after the statuses."""
+        gate = asyncio.Semaphore(self.settings.write_concurrency)
+
+        async def one(plan: _Plan) -> tuple[str, _Result]:
+            async with gate:
+                if stop.is_set():
+                    return plan.key, _Result(status_ok=True, skipped=True)
+                return plan.key, await self._write_annotation(plan)
+
+        return dict(await asyncio.gather(*(one(p) for p in plans)))
 
     def _milestone(self, name: str) -> None:
         if not self.synced.is_set():
             self.startup.setdefault(name, asyncio.get_running_loop().time() - self.started_at)
 
-    def _emit(self, plan: _Plan) -> None:
-        if not plan.outcome.events:
+    def _emit(self, key: str, service: JsonDict, outcome: core.Convergence) -> None:
+        if not outcome.events:
             return
-        service = self.services.objects.get(plan.key, plan.service)
-        ref = reference(service, api_version=SERVICE.api_version, kind=SERVICE.kind)
-        for event in plan.outcome.events:
+        current = self.services.objects.get(key, service)
+        ref = reference(current, api_version=SERVICE.api_version, kind=SERVICE.kind)
+        for event in outcome.events:
             self.events.emit(ref, event)
 
-    async def _write_all(
-        self, plans: list[_Plan], stop: asyncio.Event, *, annotation: bool = False
-    ) -> dict[str, _Result]:
-        """Status writes (or, with ``annotation``, annotation writes), concurrently."""
-        if not plans:
-            return {}
-        gate = asyncio.Semaphore(self.settings.write_concurrency)
-        write = self._write_annotation if annotation else self._write_status
-
-        async def one(plan: _Plan) -> tuple[str, _Result]:
-            async with gate:
-                if stop.is_set():
-                    return plan.key, _Result(skipped=True)
-                return plan.key, await write(plan)
-
-        return dict(await asyncio.gather(*(one(p) for p in plans)))
-
-    async def _write_in_order(self, plans: list[_Plan], stop: asyncio.Event) -> dict[str, _Result]:
-        """Status writes one after the other, none after a failure (see the module doc)."""
-        results: dict[str, _Result] = {}
-        for plan in plans:
-            if stop.is_set() or (results and not all(r.status_ok for r in results.values())):
-                results[plan.key] = _Result(skipped=True)
-                continue
-            results[plan.key] = await self._write_status(plan)
-        return results
-
     @staticmethod
-    def _where(plan: _Plan) -> tuple[str, str]:
-        meta = plan.service["metadata"]
+    def _where(service: JsonDict) -> tuple[str, str]:
+        meta = service["metadata"]
         return meta["name"], meta.get("namespace") or "default"
 
-    async def _write_status(self, plan: _Plan) -> _Result:
-        if plan.status is None:
+    async def _write_status(self, write: core.StatusWrite, service: JsonDict) -> _Result:
+        patch = status_patch(
+            service, core.Convergence(key=write.key, ingress=write.ingress, pool=None)
+        )
+        if patch is None:
             return _Result(status_ok=True)
-        name, namespace = self._where(plan)
+        version = self._versions.get(write.key)
+        if version:
+            patch["metadata"] = {"resourceVersion": version}
+        name, namespace = self._where(service)
         try:
-            written = await self.api.patch(
-                SERVICE, name, plan.status, namespace=namespace, status=True
-            )
+            written = await self.api.patch(SERVICE, name, patch, namespace=namespace, status=True)
         except KubeError as error:
             self.metrics.update_errors.inc()
             return _Result(error=error)
         self.services.observe(written)
-        self._conflicts.pop(plan.key, None)
+        self._versions[write.key] = str(written["metadata"].get("resourceVersion") or "")
+        self._conflicts.pop(write.key, None)
         log_event(
             _log,
             logging.INFO,
-            "status written",
-            service=plan.key,
-            ingress=list(plan.outcome.ingress or ()),
-            pool=plan.outcome.pool,
+            "status written" if write.final else "status written (addresses given up first)",
+            service=write.key,
+            ingress=list(write.ingress),
         )
         return _Result(status_ok=True)
 
     async def _write_annotation(self, plan: _Plan) -> _Result:
-        assert plan.annotation is not None
-        name, namespace = self._where(plan)
+        name, namespace = self._where(plan.service)
         try:
-            written = await self.api.patch(SERVICE, name, plan.annotation, namespace=namespace)
+            written = await self.api.patch(SERVICE, name, plan.patch, namespace=namespace)
         except KubeError as error:
             self.metrics.update_errors.inc()
             return _Result(status_ok=True, error=error)

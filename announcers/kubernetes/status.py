@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import metallb_core as core
-from metallb_core.vocabulary import ALLOCATED_FROM_POOL, JsonDict, ingress_ips
+from metallb_core.vocabulary import ALLOCATED_FROM_POOL, JsonDict
 
 #: ``status.loadBalancer.ingress[*].ipMode`` for a Layer-2 address: traffic reaches the node
 #: with the load-balancer IP as destination.
@@ -78,27 +78,27 @@ def status_patch(service: Mapping[str, Any], outcome: core.Convergence) -> JsonD
 
 
 def annotation_patch(service: Mapping[str, Any], outcome: core.Convergence) -> JsonDict | None:
-    """The merge patch setting (or removing) ``metallb.io/ip-allocated-from-pool``, or None.
+    """The merge patch setting (or removing) ``metallb.io/ip-allocated-from-pool`` and the
+    inputs digest (:data:`metallb_core.INPUTS_ANNOTATION`, see
+    :func:`metallb_core.inputs_digest`), or None when both already say it.
+
+    ``service`` is the version the outcome was decided from: the digest records the inputs
+    that decided the status (a Service without addresses carries none).
 
     >>> annotation_patch({"metadata": {}}, core.Convergence(key="a/b", ingress=(), pool=None))
     >>> given = core.Convergence(key="a/b", ingress=("10.0.0.1",), pool="p")
-    >>> annotation_patch({"metadata": {}}, given)
-    {'metadata': {'annotations': {'metallb.io/ip-allocated-from-pool': 'p'}}}
+    >>> notes = annotation_patch({"metadata": {}}, given)["metadata"]["annotations"]
+    >>> notes["metallb.io/ip-allocated-from-pool"], len(notes[core.INPUTS_ANNOTATION])
+    ('p', 32)
     """
     if outcome.ingress is None:
         return None
-    current = ((service.get("metadata") or {}).get("annotations") or {}).get(ALLOCATED_FROM_POOL)
-    if current == outcome.pool:
+    notes = (service.get("metadata") or {}).get("annotations") or {}
+    digest = core.inputs_digest(service) if outcome.ingress else None
+    wanted = {ALLOCATED_FROM_POOL: outcome.pool, core.INPUTS_ANNOTATION: digest}
+    if all(notes.get(k) == v for k, v in wanted.items()):
         return None
-    return {"metadata": {"annotations": {ALLOCATED_FROM_POOL: outcome.pool}}}
-
-
-def takes_addresses(service: Mapping[str, Any], outcome: core.Convergence) -> bool:
-    """Whether writing ``outcome`` gives the Service addresses while its status holds none.
-
-    Such a write frees nothing, so it may go out alongside others; see the controller.
-    """
-    return bool(outcome.ingress) and not ingress_ips(service)
+    return {"metadata": {"annotations": wanted}}
 
 
 def pool_status(usage: core.PoolUsage) -> JsonDict:

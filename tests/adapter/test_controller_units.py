@@ -23,7 +23,6 @@ from announcers.kubernetes.status import (
     pool_status_patch,
     reference,
     status_patch,
-    takes_addresses,
 )
 from metallb_core.vocabulary import ALLOCATED_FROM_POOL, ingress_ips, object_key
 
@@ -89,20 +88,22 @@ def test_nothing_is_written_for_a_service_that_is_not_ours() -> None:
     assert (status_patch(svc("1.2.3.4"), foreign), annotation_patch(svc(), foreign)) == (None, None)
 
 
-def test_annotation_patch_sets_then_removes_the_pool() -> None:
+def test_annotation_patch_sets_then_removes_the_pool_and_the_inputs_digest() -> None:
+    digest = core.inputs_digest(svc())
     assert annotation_patch(svc(), outcome("10.0.0.1")) == {
-        "metadata": {"annotations": {ALLOCATED_FROM_POOL: "p"}}
+        "metadata": {"annotations": {ALLOCATED_FROM_POOL: "p", core.INPUTS_ANNOTATION: digest}}
     }
-    assert annotation_patch(svc(pool_name="p"), outcome(pool_name=None)) == {
-        "metadata": {"annotations": {ALLOCATED_FROM_POOL: None}}
+    written = svc(pool_name="p")
+    written["metadata"]["annotations"][core.INPUTS_ANNOTATION] = digest
+    assert annotation_patch(written, outcome(pool_name=None)) == {
+        "metadata": {"annotations": {ALLOCATED_FROM_POOL: None, core.INPUTS_ANNOTATION: None}}
     }
-    assert annotation_patch(svc(pool_name="p"), outcome("10.0.0.1")) is None
-
-
-def test_giving_addresses_means_none_were_held() -> None:
-    assert takes_addresses(svc(), outcome("10.0.0.1"))
-    assert not takes_addresses(svc("10.0.0.2"), outcome("10.0.0.1"))
-    assert not takes_addresses(svc(), outcome())
+    assert annotation_patch(written, outcome("10.0.0.1")) is None
+    # Same addresses, other inputs: only the digest is rewritten.
+    written["metadata"]["labels"] = {"tier": "gold"}
+    patch = annotation_patch(written, outcome("10.0.0.1"))
+    assert patch is not None
+    assert patch["metadata"]["annotations"][core.INPUTS_ANNOTATION] not in (digest, None)
 
 
 def test_pool_status_patch_is_exact_and_none_when_current() -> None:

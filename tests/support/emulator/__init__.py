@@ -68,7 +68,10 @@ What it emulates
   the emulation and change no state. :attr:`~ApiServerEmulator.request_log` records every
   API request (method, path, query, verb, resource, subresource, namespace, name, status)
   and counts them per verb/resource (:meth:`RequestLog.by_verb`) or method/path
-  (:meth:`RequestLog.by_path`).
+  (:meth:`RequestLog.by_path`). For chaos tests: :meth:`~ApiServerEmulator.chaos` (slow
+  answers, writes failing with 500/503 at a seeded rate), :meth:`~ApiServerEmulator.drop_watches`,
+  and :attr:`~ApiServerEmulator.observers` (called on every stored change, so a checker sees
+  every instant).
 
 Not emulated: authentication/RBAC (any token is accepted), admission, namespace existence
 checks on create, field managers, watch bookmarks, the legacy ``/api/v1/watch/...`` paths,
@@ -127,6 +130,9 @@ Pitfalls
 * **Objects read back are shared, read-only data.** ``read``/``history``/``objects`` give the
   stored dicts: change objects through the API or :meth:`ApiServerEmulator.seed`, never by
   mutating what you read, or watchers and history will disagree.
+* **A reaction's slice counts the matching requests made before it was declared**:
+  ``apiserver["patch", path][:1] << api_error(500)`` declared after one such request already
+  went through never fires; use ``[1:2]`` for "the next one".
 * **No-op writes leave no trace in the object history**; to check that something did *not*
   write (a restart that changes no status), count requests in :attr:`request_log` as well.
 * **Breaking out of an async ``watch`` loop** leaves the HTTP stream open until the client

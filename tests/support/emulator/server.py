@@ -131,6 +131,19 @@ class ApiServerEmulator(KubernetesEmulator):
     _user_payload_cache: tuple[tuple[Any, ...], list[Any]] = attrs.field(
         default=((), []), init=False
     )
+    #: Called synchronously on every stored change, in resourceVersion order, with the
+    #: resource id (``v1/services``), the event type, the old and the new object (for a
+    #: DELETED, the new one is the object as deleted): a checker sees every instant.
+    observers: list[Callable[[str, str, JsonDict | None, JsonDict], None]] = attrs.field(
+        factory=list, init=False
+    )
+    #: Chaos (see :meth:`chaos`): every API request waits up to ``slowness`` seconds, and a
+    #: write to Services (status included) or Events fails with one of ``flaky_codes`` with
+    #: probability ``flakiness``; both drawn from ``chaos_rng`` (seed it for a repeatable run).
+    slowness: float = attrs.field(default=0.0, init=False)
+    flakiness: float = attrs.field(default=0.0, init=False)
+    flaky_codes: tuple[int, ...] = attrs.field(default=(500, 503), init=False)
+    chaos_rng: random.Random = attrs.field(factory=random.Random, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -288,6 +301,23 @@ class ApiServerEmulator(KubernetesEmulator):
         self._conflict_touch = touch
         if not enabled:
             self._conflicted.clear()
+
+    def chaos(
+        self,
+        *,
+        slowness: float = 0.0,
+        flakiness: float = 0.0,
+        codes: tuple[int, ...] = (500, 503),
+        seed: int | None = None,
+    ) -> None:
+        """Slow answers and flaky writes (``chaos()`` turns both off); see :attr:`slowness`."""
+        self.slowness, self.flakiness, self.flaky_codes = slowness, flakiness, codes
+        if seed is not None:
+            self.chaos_rng.seed(seed)
+
+    def drop_watches(self) -> None:
+        """Cut every open watch stream (clients resume; after :meth:`compact`, with a 410)."""
+        self._drop_connections(watches_only=True)
 
     @property
     def available(self) -> bool:
@@ -510,6 +540,17 @@ class ApiServerEmulator(KubernetesEmulator):
         if self._outage is not None:
             raise _error(503, "ServiceUnavailable", "the API server is unavailable (emulated)")
         path = request.url.path
+        if self.slowness:
+            await asyncio.sleep(self.chaos_rng.uniform(0, self.slowness))
+        if (
+            self.flakiness
+            and str(request.method.value).upper() in ("POST", "PUT", "PATCH", "DELETE")
+            and ("/services/" in path or "/events" in path)
+            and self.chaos_rng.random() < self.flakiness
+        ):
+            code = self.chaos_rng.choice(self.flaky_codes)
+            reason = "ServiceUnavailable" if code == 503 else "InternalError"
+            raise _error(code, reason, "injected fault (emulated)")
         if path in ("/healthz", "/livez", "/readyz"):
             return aiohttp.web.Response(text="ok", content_type="text/plain")
         route = _parse_route(path)
@@ -697,6 +738,8 @@ class ApiServerEmulator(KubernetesEmulator):
         return self._rv
 
     def _emit(self, spec: ResourceSpec, event: _Event) -> None:
+        for observer in self.observers:
+            observer(spec.id, event.type, event.old, event.new)
         events = self._events[spec.id]
         events.append(event)
         while len(events) > self.watch_cache_size:
