@@ -1,7 +1,8 @@
 """A naive first-fit allocator: MetalLB main's algorithm, written for the benchmark.
 
 This is the comparison point of ``benchmarks/core_allocation.py``. It reproduces the *shape*
-of MetalLB main's ``internal/allocator`` (METALLB_BEHAVIOUR.md §3-§6, §10, and "Complexity of
+of MetalLB main's ``internal/allocator`` (docs/design/metallb-behaviour.md §3-§6, §10, and
+"Complexity of
 MetalLB's allocator"), not its every rule:
 
 * a mutable allocator: ``allocated`` maps a Service key to its allocation, and per address

@@ -5,7 +5,7 @@ all named ``m4f*``, and deletes them afterwards)::
 
     python -m benchmarks.l2_failover [--runs 5] [--baseline-runs 1]
 
-The lab (L2_REFERENCE.md §5.4): a bridge namespace, a client and two nodes on veths with
+The lab (docs/design/l2-reference.md §5.4): a bridge namespace, a client and two nodes on veths with
 fixed MACs; each node holds the address on ``lo`` (``arp_ignore=1``/``arp_announce=2``) with
 a TCP server bound to it. The client starts a TCP connect to the address every 50 ms, each
 with a 200 ms timeout, and records when each one succeeds. Node 1 announces; then node 1

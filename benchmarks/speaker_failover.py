@@ -30,7 +30,7 @@ and records when each one succeeds, and that records every gratuitous ARP for th
 
 Targets (issue 11): hard death reached again <= 1 s, graceful handover <= 0.1 s (medians);
 liveness writes <= 6 per node per minute.
-For comparison, from L2_REFERENCE.md §2 (their documentation and issues, not measured
+For comparison, from docs/design/l2-reference.md §2 (their documentation and issues, not measured
 here): MetalLB about 4-6 s, kube-vip 13-19.5 s with its current Lease defaults, Cilium
 10-20 s.
 """
@@ -379,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += [
         "",
         "Watch events: each write is delivered to each of the N speakers' Lease watches.",
-        "Anchors (L2_REFERENCE.md §2, not measured here): MetalLB ~4-6 s (memberlist), "
+        "Anchors (docs/design/l2-reference.md §2, not measured here): MetalLB ~4-6 s (memberlist), "
         "kube-vip 13-19.5 s (Lease 15/10/2 s), Cilium 10-20 s (Lease 15/5/2 s).",
     ]
     print("\n".join(lines))

@@ -106,7 +106,8 @@ def parse_entry(entry: str) -> tuple[IPNetwork, ...]:
     """A pool ``addresses`` entry (CIDR or ``a-b`` range) as CIDRs, in order.
 
     Raises :class:`AddressError` with MetalLB's inner message. Unlike MetalLB, a range whose
-    start is after its end, or whose ends are of different families, is an error (CORE_API
+    start is after its end, or whose ends are of different families, is an error
+    (docs/design/core-api.md
     decision 4).
     """
     if "-" not in entry:

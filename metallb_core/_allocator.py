@@ -1,7 +1,9 @@
 """The allocator's transitions: allocate, release, reload; and the queries orphans, pool_usage.
 
-The rules are MetalLB main's (``internal/allocator``), restated in METALLB_BEHAVIOUR.md §4-§12,
-with CORE_API.md's decisions where MetalLB is random or quirky. Candidate addresses come from
+The rules are MetalLB main's (``internal/allocator``), restated in docs/design/metallb-behaviour.md
+§4-§12,
+with docs/design/core-api.md's decisions where MetalLB is random or quirky. Candidate addresses
+come from
 the state's indexes, never from a scan: see :mod:`metallb_core._state`.
 """
 
@@ -192,7 +194,7 @@ def pinned_pools(index: ConfigIndex, req: ServiceRequest) -> list[int]:
 
     As in MetalLB, only auto-assign pools whose ``service_allocation`` names the Service's
     namespace or has a service selector, and that are compatible with the Service; equal
-    priorities keep config order (CORE_API decision 1).
+    priorities keep config order (docs/design/core-api.md decision 1).
     """
     if not index.with_allocation:
         return []

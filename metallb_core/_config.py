@@ -48,7 +48,8 @@ class ServiceAllocation(Model):
 
     ``namespaces`` is the resolved set of namespace names; ``namespace_selectors`` records the
     selectors they came from. A namespace restriction applies when either is non-empty, so
-    selectors that matched no namespace allow no namespace (CORE_API decision 6). A block with
+    selectors that matched no namespace allow no namespace (docs/design/core-api.md decision 6). A
+    block with
     no namespaces, no namespace selectors and no service selectors matches every Service, as
     in MetalLB.
 

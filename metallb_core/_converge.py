@@ -4,7 +4,7 @@
 :class:`Convergence`: what ``status.loadBalancer.ingress`` and the
 ``metallb.io/ip-allocated-from-pool`` annotation must hold, and the events to emit, with
 MetalLB's reasons and messages. A controller converts, calls this, and writes; it decides
-nothing. The steps follow METALLB_BEHAVIOUR.md §11.2.
+nothing. The steps follow docs/design/metallb-behaviour.md §11.2.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The speaker's decision: which node announces a Service's addresses, on which interfaces.
 
-MetalLB's Layer-2 election (``speaker/layer2_controller.go``, L2_REFERENCE.md §1.5) as one
+MetalLB's Layer-2 election (``speaker/layer2_controller.go``, docs/design/l2-reference.md §1.5) as
+one
 pure function, :func:`elect`. Every speaker computes the same answer from the same facts, so
 no speaker talks to another: the one the answer names announces, every other one withdraws.
 

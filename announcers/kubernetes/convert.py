@@ -93,7 +93,8 @@ def read_config(
     *,
     previous: Source = "none",
 ) -> ConfigReading:
-    """The configuration the objects in the MetalLB namespace describe (ANNOUNCERS_API.md).
+    """The configuration the objects in the MetalLB namespace describe
+    (docs/design/announcers-api.md).
 
     ``IPAddressPool`` objects (with the ``L2Advertisement`` and ``Namespace`` objects) when
     there is at least one, or when the pools were in force before (deleting the last pool is

@@ -36,7 +36,7 @@ from announcers.kubernetes.status import micro_time
 
 _log = logging.getLogger("announcers.kubernetes.leader")
 
-#: The controller's Lease, in the MetalLB namespace (ANNOUNCERS_API.md).
+#: The controller's Lease, in the MetalLB namespace (docs/design/announcers-api.md).
 CONTROLLER_LEASE = "metallb-core-controller"
 
 

@@ -1,4 +1,5 @@
-"""The Layer-2 announcer against real clients, in network namespaces (L2_REFERENCE.md §5).
+"""The Layer-2 announcer against real clients, in network namespaces (docs/design/l2-reference.md
+§5).
 
 A bridge namespace, a client and two nodes; each node holds the addresses on ``lo`` with
 ``arp_ignore=1``/``arp_announce=2`` and serves HTTP on them. The announcer runs as

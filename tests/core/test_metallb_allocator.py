@@ -1,9 +1,10 @@
-"""MetalLB's allocator tests, translated to the metallb_core contract (CORE_API.md).
+"""MetalLB's allocator tests, translated to the metallb_core contract (docs/design/core-api.md).
 
 The tables below carry the data and the expectations of MetalLB's
 ``internal/allocator/allocator_test.go`` (TestAssignment, TestPoolAllocation, TestAllocation,
 TestBuggyIPs, TestConfigReload, TestAutoAssign, TestPoolCount, TestPoolMetrics), plus the
-pool-choice rules of ``METALLB_BEHAVIOUR.md`` (priorities, selectors, dual-stack, sharing).
+pool-choice rules of ``docs/design/metallb-behaviour.md`` (priorities, selectors, dual-stack,
+sharing).
 MetalLB only checks "an IP from this set"; metallb_core is deterministic (first fit, pools of
 equal rank in config order), so these tests pin the exact address, the pool and the message.
 Where a MetalLB expectation had to change (overlapping pools, Decisions 1-7), the reason is
@@ -1187,7 +1188,7 @@ def test_pool_usage_counts_ipv6_assignments_separately() -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Pool choice: pinned pools, priorities, selectors (METALLB_BEHAVIOUR §6)
+# Pool choice: pinned pools, priorities, selectors (docs/design/metallb-behaviour.md §6)
 
 
 def test_pinned_namespace_pool_is_preferred_over_an_earlier_unrestricted_pool() -> None:
@@ -1479,7 +1480,7 @@ def test_ipv6_addresses_ending_in_zero_are_not_buggy() -> None:
     assert tuple(got.ips) == ips("1000::4:0")
 
 
-# ---- dual-stack pool choice (METALLB_BEHAVIOUR §6.4, §6.5) -----------------------------
+# ---- dual-stack pool choice (docs/design/metallb-behaviour.md §6.4, §6.5) ------------------------
 
 
 def single_family_pools() -> core.Config:

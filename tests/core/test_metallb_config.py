@@ -1,9 +1,10 @@
-"""MetalLB's configuration tests, translated to the metallb_core contract (CORE_API.md).
+"""MetalLB's configuration tests, translated to the metallb_core contract (docs/design/core-api.md).
 
 Sources: ``internal/config/config_test.go`` on main (CRD era: IPAddressPool, L2Advertisement,
 Namespace, serviceAllocation) and its v0.10 ancestor (the ConfigMap format). MetalLB's tables
 only say "parse fails"; the exact messages asserted here are MetalLB's wording from
-``internal/config/config.go`` (restated in METALLB_BEHAVIOUR.md §13). BGP-only cases (peers,
+``internal/config/config.go`` (restated in docs/design/metallb-behaviour.md §13). BGP-only cases
+(peers,
 BFD, communities, aggregation) have no counterpart in a Layer-2 core and are left out, except
 that their objects must be accepted and ignored. Every deviation is listed in
 ``tests/core/metallb_cases_notes.md``.

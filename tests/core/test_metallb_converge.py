@@ -3,7 +3,8 @@
 Sources: ``controller/controller_test.go`` (TestControllerMutation, TestControllerConfig,
 TestDeleteRecyclesIP, TestControllerReassign, TestControllerDualStackConfig), the
 convergeBalancer steps of ``controller/service.go`` (events, clears, requested IPs, pool
-annotation, PreferDualStack top-up; METALLB_BEHAVIOUR.md §11) and the restart e2e test (§11.6).
+annotation, PreferDualStack top-up; docs/design/metallb-behaviour.md §11) and the restart e2e test
+(§11.6).
 MetalLB's mutation test only checks "a Warning was logged" and the written Service; here every
 event is pinned by type, reason and message, and the written status by ``ingress`` and ``pool``.
 MetalLB's pool5 overlaps pool1 and pool3, which a metallb_core Config refuses, so it has its own
@@ -806,7 +807,7 @@ def test_stable_annotation_wins_over_the_deprecated_one() -> None:
 
 
 # --------------------------------------------------------------------------------------
-# converge_all: restart restore (METALLB_BEHAVIOUR §11.6)
+# converge_all: restart restore (docs/design/metallb-behaviour.md §11.6)
 
 
 def converge_all(

@@ -1,6 +1,7 @@
 """Worked examples for the naive allocator model, so that it can be trusted as an oracle.
 
-Each expectation is worked out by hand from METALLB_BEHAVIOUR.md and CORE_API.md, not by
+Each expectation is worked out by hand from docs/design/metallb-behaviour.md and
+docs/design/core-api.md, not by
 running the model.
 """
 

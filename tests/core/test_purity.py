@@ -1,6 +1,7 @@
 """metallb_core is pure: it imports only the standard library and pydantic, and does no I/O.
 
-CORE_API.md: "The core imports only the standard library and pydantic. It performs no I/O,
+docs/design/core-api.md: "The core imports only the standard library and pydantic. It performs no
+I/O,
 reads no clock, no environment, no randomness". Two independent checks enforce it:
 
 - **Source**: every module is parsed with :mod:`ast`; its imports, the builtins it names and

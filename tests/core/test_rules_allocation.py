@@ -1,7 +1,8 @@
 """The rules of allocation, one example per rule.
 
-Each test documents one rule of CORE_API.md (precedence, Decisions 1, 2, 6 and 7, immutable
-states, reload, orphans, release, pool usage) or METALLB_BEHAVIOUR.md §4-§12 that the
+Each test documents one rule of docs/design/core-api.md (precedence, Decisions 1, 2, 6 and 7,
+immutable
+states, reload, orphans, release, pool usage) or docs/design/metallb-behaviour.md §4-§12 that the
 MetalLB-derived tables in ``test_metallb_allocator.py`` do not already pin.
 """
 

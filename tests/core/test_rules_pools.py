@@ -1,6 +1,7 @@
 """The rules of pool configuration, one example per rule.
 
-Each test documents one rule of CORE_API.md / METALLB_BEHAVIOUR.md §2 and §14 that the
+Each test documents one rule of docs/design/core-api.md / docs/design/metallb-behaviour.md §2 and
+§14 that the
 MetalLB-derived tables (``test_metallb_config.py``, ``test_metallb_allocator.py``) do not already
 pin: Go's ``net.ParseCIDR`` strictness, ranges expanded in place, Decision 4, ``exclude``,
 ``avoid_buggy_ips`` at ``/24`` boundaries, exact capacities (Decision 3), positional

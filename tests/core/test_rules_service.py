@@ -1,6 +1,7 @@
 """The rules of reading a Kubernetes Service, one example per rule.
 
-``request_from_service`` (CORE_API.md "Requests"; METALLB_BEHAVIOUR.md §4 backend and sharing
+``request_from_service`` (docs/design/core-api.md "Requests"; docs/design/metallb-behaviour.md §4
+backend and sharing
 keys, §8.1 family, §11.3 requested IPs). ``test_metallb_converge.py`` already pins the common
 cases of each field; these examples add the edges: the stable annotation winning even when
 empty, white space, defaults, and every ``InvalidService`` message of §8.1 and §11.3.
@@ -156,7 +157,7 @@ def test_ipv4_mapped_requested_address_is_the_ipv4_address(svc: dict[str, Any]) 
     assert outcome.ips == (ipaddress.IPv4Address("10.0.0.1"),)
 
 
-# ---- InvalidService: METALLB_BEHAVIOUR.md §11.3 --------------------------------------------
+# ---- InvalidService: docs/design/metallb-behaviour.md §11.3 --------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -203,7 +204,7 @@ def test_invalid_requested_ips_raise_metallb_messages(svc: dict[str, Any], messa
     assert invalid(svc) == message
 
 
-# ---- InvalidService: METALLB_BEHAVIOUR.md §8.1 (the Service family) ------------------------
+# ---- InvalidService: docs/design/metallb-behaviour.md §8.1 (the Service family) ------------------
 
 
 @pytest.mark.parametrize(

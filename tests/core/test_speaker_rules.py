@@ -1,4 +1,5 @@
-"""The speaker's rules: elect (which node announces a Service, L2_REFERENCE.md §1.5), the
+"""The speaker's rules: elect (which node announces a Service, docs/design/l2-reference.md §1.5),
+the
 interface x family pairing, the announce/withdraw diff and its events, the freeze rule."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every step runs one of ``allocate``, ``release`` or ``reload`` on both ``metallb
 the brute-force model of :mod:`tests.support.naive_model`, and then checks:
 
 * the outcome and the allocations equal the model's (first fit, pools of equal rank in
-  config order: decision 1 of CORE_API.md), and so does ``pool_usage``, exactly;
+  config order: decision 1 of docs/design/core-api.md), and so does ``pool_usage``, exactly;
 * no address is held by two keys unless sharing is legal (same non-empty sharing key, same
   backend key, disjoint ports);
 * every address lies inside its pool and is neither excluded nor buggy;

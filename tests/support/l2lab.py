@@ -1,4 +1,4 @@
-"""Network-namespace lab for the Layer-2 announcer tests (L2_REFERENCE.md §5).
+"""Network-namespace lab for the Layer-2 announcer tests (docs/design/l2-reference.md §5).
 
 A namespace ``m4br-RUN`` holds a bridge; a client ``m4c-RUN`` and two nodes ``m4n1-RUN`` and
 ``m4n2-RUN`` hang on it through veths with fixed MACs. ``RUN`` is a token drawn once per test
@@ -391,7 +391,8 @@ class WireClient:
 
 class Prober:
     """A client in ``ns`` starting a TCP connect to ``address`` every ``every`` seconds (each
-    with a ``timeout``), recording the completion time of each success (L2_REFERENCE.md §5.4).
+    with a ``timeout``), recording the completion time of each success (docs/design/l2-reference.md
+    §5.4).
 
     The failover benchmarks measure with this same prober.
     """

@@ -6,8 +6,8 @@ scanning from the start, holders of an address are found by scanning every alloc
 ranges are walked address by address instead of being summarised into CIDRs. It shares no
 code with ``metallb_core`` and never imports it, so a bug in the core cannot hide in both.
 
-It follows MetalLB main (``/work/shared/METALLB_BEHAVIOUR.md`` §2, §4-§10, §12, §14) and
-the decisions of ``CORE_API.md``:
+It follows MetalLB main (``/work/shared/docs/design/metallb-behaviour.md`` §2, §4-§10, §12, §14) and
+the decisions of ``docs/design/core-api.md``:
 
 * pools of equal rank are tried in config order (decision 1);
 * a single-family request on a pool whose family is exhausted gets

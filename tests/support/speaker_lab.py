@@ -1,4 +1,5 @@
-"""Network-namespace lab for the speaker's end-to-end tests and benchmark (L2_REFERENCE.md §5).
+"""Network-namespace lab for the speaker's end-to-end tests and benchmark
+(docs/design/l2-reference.md §5).
 
 A namespace ``m6br-RUN`` holds a bridge ``m6br0`` (10.66.0.254/24) and, listening on that
 address, the API server emulator and the controller, both real processes. A client ``m6c-RUN``
