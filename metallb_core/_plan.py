@@ -95,6 +95,83 @@ def _index(services: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
     return shown
 
 
+#: A Service whose status must change: its key, the addresses it shows now, its target.
+_Pending = tuple[str, tuple[str, ...], tuple[str, ...]]
+
+
+def _pending(
+    services: Mapping[str, Mapping[str, Any]], outcomes: Mapping[str, Convergence]
+) -> list[_Pending]:
+    """The outcomes whose Service exists and shows something other than the outcome's
+    ingress (an outcome that writes nothing, ``ingress`` None, is never pending)."""
+    pending: list[_Pending] = []
+    for key, outcome in outcomes.items():
+        service = services.get(key)
+        if outcome.ingress is None or service is None:
+            continue
+        current = tuple(ingress_ips(service))
+        if current != outcome.ingress:
+            pending.append((key, current, outcome.ingress))
+    return pending
+
+
+class _Claims:
+    """Who shows each address now, and who the batch being planned gives it to."""
+
+    def __init__(self, services: Mapping[str, Mapping[str, Any]]) -> None:
+        self._services = services
+        self._shown = _index(services)
+        self._claimed: dict[str, list[str]] = {}
+
+    def _clashes(self, key: str, ip: str) -> bool:
+        """Whether ``ip`` is shown by, or given in this batch to, a Service other than
+        ``key`` that may not share it with ``key``."""
+        holders = (*self._shown.get(ip, ()), *self._claimed.get(ip, ()))
+        return any(
+            other != key and not may_share(self._services[key], self._services[other])
+            for other in holders
+        )
+
+    def claim(self, key: str, ips: Iterable[str]) -> bool:
+        """Give ``ips`` to ``key`` in this batch if none clashes (see :meth:`_clashes`);
+        whether it did (all or nothing; nothing to give always succeeds)."""
+        wanted = list(_canonical(ips))
+        if any(self._clashes(key, ip) for ip in wanted):
+            return False
+        for ip in wanted:
+            self._claimed.setdefault(ip, []).append(key)
+        return True
+
+
+def _gained(current: tuple[str, ...], target: tuple[str, ...]) -> list[str]:
+    """The addresses of ``target`` that ``current`` does not show yet."""
+    return [ip for ip in target if ip not in current]
+
+
+def _give_ups(pending: list[_Pending], claims: _Claims) -> list[StatusWrite]:
+    """The writes of the Services that give an address up: the whole target when what it
+    gains is free, else an interim write of only the addresses it keeps."""
+    gives: list[StatusWrite] = []
+    for key, current, target in pending:
+        if all(ip in target for ip in current):
+            continue
+        if claims.claim(key, _gained(current, target)):
+            gives.append(StatusWrite(key, target))
+        else:
+            gives.append(StatusWrite(key, tuple(ip for ip in current if ip in target), False))
+    return gives
+
+
+def _takes(pending: list[_Pending], claims: _Claims) -> list[StatusWrite]:
+    """The writes of the Services whose gained addresses are free now (and not given to
+    another write of the batch)."""
+    return [
+        StatusWrite(key, target)
+        for key, current, target in pending
+        if claims.claim(key, _gained(current, target))
+    ]
+
+
 def next_writes(
     services: Mapping[str, Mapping[str, Any]], outcomes: Mapping[str, Convergence]
 ) -> tuple[StatusWrite, ...]:
@@ -105,45 +182,18 @@ def next_writes(
     Call it again once the batch is written (with the statuses as they now are, and without
     the outcomes whose write failed, to retry later); an empty answer ends the round. What is
     left unwritten then is blocked: an address it needs is still shown by another Service.
+
+    The writes that give an address up come first, alone in their batch; only when none is
+    left, the writes that only take addresses (see the module docstring).
     """
-    pending: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
-    for key, outcome in outcomes.items():
-        service = services.get(key)
-        if outcome.ingress is None or service is None:
-            continue
-        current = tuple(ingress_ips(service))
-        if current != outcome.ingress:
-            pending.append((key, current, outcome.ingress))
+    pending = _pending(services, outcomes)
     if not pending:
         return ()
-    shown = _index(services)
-    claimed: dict[str, list[str]] = {}
-
-    def free(key: str, ips: Iterable[str]) -> bool:
-        wanted = list(_canonical(ips))
-        for ip in wanted:
-            for other in (*shown.get(ip, ()), *claimed.get(ip, ())):
-                if other != key and not may_share(services[key], services[other]):
-                    return False
-        for ip in wanted:
-            claimed.setdefault(ip, []).append(key)
-        return True
-
-    gives: list[StatusWrite] = []
-    for key, current, target in pending:
-        if any(ip not in target for ip in current):
-            gained = [ip for ip in target if ip not in current]
-            if free(key, gained):
-                gives.append(StatusWrite(key, target))
-            else:
-                gives.append(StatusWrite(key, tuple(ip for ip in current if ip in target), False))
+    claims = _Claims(services)
+    gives = _give_ups(pending, claims)
     if gives:
         return tuple(gives)
-    takes: list[StatusWrite] = []
-    for key, current, target in pending:
-        if free(key, [ip for ip in target if ip not in current]):
-            takes.append(StatusWrite(key, target))
-    return tuple(takes)
+    return tuple(_takes(pending, claims))
 
 
 def _hold(state: State, service: Mapping[str, Any], key: str) -> State:

@@ -557,6 +557,18 @@ class Controller:
             key: str((service.get("metadata") or {}).get("resourceVersion") or "")
             for key, service in decided_on.items()
         }
+        results = await self._write_planned(outcomes, stop)
+        tidy = self._check_shown(outcomes, results, stop)
+        await self._rewrite_shown(tidy, results, stop)
+        return results
+
+    async def _write_planned(
+        self, outcomes: Mapping[str, core.Convergence], stop: asyncio.Event
+    ) -> dict[str, _Result]:
+        """The planner's batches, written until it has nothing left (or ``stop`` is set).
+
+        Returns the results of the keys given up on: a failed write (retried in a later
+        round), and a write made before whose status still does not show it (blocked)."""
         remaining = dict(outcomes)
         results: dict[str, _Result] = {}
         tried: set[tuple[str, tuple[str, ...]]] = set()
@@ -564,25 +576,29 @@ class Controller:
             batch = await self._plan(remaining)
             if not batch:
                 break
-            fresh = []
-            for write in batch:
-                if (write.key, write.ingress) in tried:
-                    # Written, yet the status does not show it: never seen; retry later
-                    # rather than loop.
-                    log_event(_log, logging.ERROR, "status write not shown", service=write.key)
-                    remaining.pop(write.key, None)
-                    results[write.key] = _Result(blocked=True)
-                    continue
-                tried.add((write.key, write.ingress))
-                fresh.append(write)
+            fresh, unshown = _split_tried(batch, tried)
+            for key in unshown:
+                remaining.pop(key, None)
+                results[key] = _Result(blocked=True)
             if not fresh:
                 continue
-            batch = tuple(fresh)
-            done = await self._write_batch(list(batch), stop)
-            for write, result in zip(batch, done, strict=True):
+            done = await self._write_batch(fresh, stop)
+            for write, result in zip(fresh, done, strict=True):
                 if not result.status_ok:
                     remaining.pop(write.key, None)
                     results[write.key] = result
+        return results
+
+    def _check_shown(
+        self,
+        outcomes: Mapping[str, core.Convergence],
+        results: dict[str, _Result],
+        stop: asyncio.Event,
+    ) -> list[core.StatusWrite]:
+        """Fill ``results`` for the outcomes not given up on: shown now (``status_ok``), or
+        not shown, then blocked and skipped (logged), unless ``stop`` is set. Returns the
+        writes that rewrite a status showing the right addresses differently (foreign
+        fields, another ipMode)."""
         tidy: list[core.StatusWrite] = []
         for key, outcome in outcomes.items():
             if key in results or outcome.ingress is None:
@@ -602,12 +618,16 @@ class Controller:
                         service=key,
                         ingress=list(outcome.ingress),
                     )
-        # The right addresses, written differently (foreign fields, another ipMode): rewritten
-        # now, which moves no address; a failure is retried like an annotation's.
+        return tidy
+
+    async def _rewrite_shown(
+        self, tidy: list[core.StatusWrite], results: dict[str, _Result], stop: asyncio.Event
+    ) -> None:
+        """The right addresses, written differently, rewritten now (which moves no address);
+        a failure is recorded in ``results`` and retried like an annotation's."""
         for write, result in zip(tidy, await self._write_batch(tidy, stop), strict=True):
             if result.error is not None:
                 results[write.key] = _Result(status_ok=True, error=result.error)
-        return results
 
     async def _plan(self, outcomes: Mapping[str, core.Convergence]) -> tuple[core.StatusWrite, ...]:
         """:func:`metallb_core.next_writes` against the informer's objects (in a worker thread
@@ -824,6 +844,24 @@ def _freed(before: core.State, after: core.State, keys: Iterable[str]) -> bool:
         if held is not None and after.allocation(key) != held:
             return True
     return False
+
+
+def _split_tried(
+    batch: Iterable[core.StatusWrite], tried: set[tuple[str, tuple[str, ...]]]
+) -> tuple[list[core.StatusWrite], list[str]]:
+    """The writes of ``batch`` not made before this round (now added to ``tried``), and the
+    keys of those made before: written, yet their status does not show it (never seen);
+    logged, and retried in a later round rather than in a loop."""
+    fresh: list[core.StatusWrite] = []
+    unshown: list[str] = []
+    for write in batch:
+        if (write.key, write.ingress) in tried:
+            log_event(_log, logging.ERROR, "status write not shown", service=write.key)
+            unshown.append(write.key)
+            continue
+        tried.add((write.key, write.ingress))
+        fresh.append(write)
+    return fresh, unshown
 
 
 class Replica:

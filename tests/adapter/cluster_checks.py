@@ -77,18 +77,25 @@ class Watchdog:
     def __call__(self, resource: str, kind: str, old: JsonDict | None, new: JsonDict) -> None:
         self.changes += 1
         if resource == POOLS:
-            if old is None or kind == "DELETED" or old.get("spec") != new.get("spec"):
-                self._pool_epoch += 1  # a pool edit (its status counters are not)
+            if _pool_edit(kind, old, new):
+                self._pool_epoch += 1
             return
         if resource != SERVICES:
             return
         key = object_key(new)
         if kind == "DELETED":
-            self.services.pop(key, None)
-            self._written.pop(key, None)
-            self._edited.discard(key)
-            return
-        previous = self.services.get(key)
+            self._forget(key)
+        else:
+            self._service_changed(key, kind, new)
+
+    def _forget(self, key: str) -> None:
+        """Drop a deleted Service."""
+        self.services.pop(key, None)
+        self._written.pop(key, None)
+        self._edited.discard(key)
+
+    def _trace(self, key: str, kind: str, previous: JsonDict | None, new: JsonDict) -> list[str]:
+        """Append the change to ``key``'s trail (its last 8 changes) and return the trail."""
         notes = (new.get("metadata") or {}).get("annotations") or {}
         trail = self.trail.setdefault(key, [])
         trail.append(
@@ -97,6 +104,12 @@ class Watchdog:
             f"digest={str(notes.get(core.INPUTS_ANNOTATION))[:6]}"
         )
         del trail[:-8]
+        return trail
+
+    def _service_changed(self, key: str, kind: str, new: JsonDict) -> None:
+        """A Service added or modified: note a user edit, and check a status change."""
+        previous = self.services.get(key)
+        trail = self._trace(key, kind, previous, new)
         if previous is not None and inputs(previous)[0] != inputs(new)[0]:
             previous = None  # deleted and created again
         self.services[key] = new
@@ -104,12 +117,20 @@ class Watchdog:
         now = ingress_ips(new)
         if previous is not None and inputs(previous) != inputs(new):
             self._edited.add(key)
-        epoch = self._pool_epoch
         if before == now:
             if previous is None:
-                self._written[key] = (epoch, epoch)
+                self._written[key] = (self._pool_epoch, self._pool_epoch)
             return
         self.status_writes += 1
+        self._check_clashes(key, new, before, now)
+        self._check_loss(key, before, now, trail)
+        self._record_write(key)
+
+    def _check_clashes(
+        self, key: str, new: JsonDict, before: tuple[str, ...], now: tuple[str, ...]
+    ) -> None:
+        """Record each address ``key`` gained that another Service, which may not share it,
+        shows."""
         for ip in set(now) - set(before):
             for other_key, other in self.services.items():
                 if other_key != key and ip in ingress_ips(other) and not core.may_share(new, other):
@@ -117,8 +138,15 @@ class Watchdog:
                         f"{ip} shown by {key} and {other_key} (change {self.changes}): "
                         f"{self.trail.get(key)} / {self.trail.get(other_key)}"
                     )
+
+    def _check_loss(
+        self, key: str, before: tuple[str, ...], now: tuple[str, ...], trail: list[str]
+    ) -> None:
+        """Record a lost address when neither ``key`` was edited since its last status write
+        nor a pool since the write before."""
         lost = set(before) - set(now)
-        earlier, last = self._written.get(key, (epoch, epoch))
+        epoch = self._pool_epoch
+        earlier, _ = self._written.get(key, (epoch, epoch))
         if lost and key not in self._edited and earlier == epoch:
             self.violations.append(
                 f"{key} lost {sorted(lost)} without a change of its own or of a pool "
@@ -131,8 +159,19 @@ class Watchdog:
                     }
                 )
             )
+
+    def _record_write(self, key: str) -> None:
+        """A status write of ``key``: shift its pool epochs, forget its edits."""
+        epoch = self._pool_epoch
+        _, last = self._written.get(key, (epoch, epoch))
         self._written[key] = (last, epoch)
         self._edited.discard(key)
+
+
+def _pool_edit(kind: str, old: JsonDict | None, new: JsonDict) -> bool:
+    """Whether a pool change is an edit: added, deleted or its spec changed (its status
+    counters are not)."""
+    return old is None or kind == "DELETED" or old.get("spec") != new.get("spec")
 
 
 def config_of(apiserver: ApiServerEmulator) -> core.Config:
