@@ -174,8 +174,10 @@ def _parser() -> argparse.ArgumentParser:
         "--probe-port",
         metavar="PORT",
         type=_port,
-        default=DEFAULT_PROBE_PORT,
-        help=f"UDP port the speakers probe each other on (default {DEFAULT_PROBE_PORT})",
+        default=None,
+        help=f"UDP port the speakers probe each other on (default {DEFAULT_PROBE_PORT}; when"
+        " that port is taken on this host, as by another speaker in the same network"
+        " namespace, an ephemeral port: the Lease publishes the port in use)",
     )
     timing = ProbeTiming()
     spk.add_argument(
@@ -305,16 +307,30 @@ def _api_host(path: str | None) -> str:
     return urllib.parse.urlsplit(server or "").hostname or ""
 
 
-def _check_probe_port(host: str, port: int) -> None:
-    """Refuse at start a probe port that cannot be bound (another speaker, memberlist)."""
+def _probe_port(host: str, requested: int | None) -> int:
+    """The UDP port to probe on: ``requested`` when given, refused at start when it cannot be
+    bound; by default :data:`DEFAULT_PROBE_PORT`, or ``0`` (an ephemeral port, published in
+    the Lease) when another process of this host holds it (several speakers in one network
+    namespace, as in tests and single-host labs)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    port = DEFAULT_PROBE_PORT if requested is None else requested
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.bind((host or "0.0.0.0", port))
     except OSError as error:
+        if requested is None:
+            log_event(
+                _log,
+                logging.WARNING,
+                "default probe port taken: probing on an ephemeral port (published in the Lease)",
+                port=port,
+                error=error.strerror,
+            )
+            return 0
         raise _UsageError(
             f"--probe-port {port}: cannot listen on UDP {host or '*'}:{port}: {error.strerror}"
         ) from None
+    return port
 
 
 def _speaker(args: argparse.Namespace) -> int:
@@ -350,8 +366,9 @@ def _speaker(args: argparse.Namespace) -> int:
     except UnknownInterfaceError as error:
         raise _UsageError(str(error)) from None
     pod_name, pod_uid = os.environ.get("POD_NAME"), os.environ.get("POD_UID")
+    probe_port = DEFAULT_PROBE_PORT if args.probe_port is None else args.probe_port
     if args.liveness == "probe":
-        _check_probe_port(args.probe_address, args.probe_port)
+        probe_port = _probe_port(args.probe_address, args.probe_port)
     settings = speaker.SpeakerSettings(
         node=args.node,
         namespace=args.namespace,
@@ -360,7 +377,8 @@ def _speaker(args: argparse.Namespace) -> int:
         renew_period=args.renew_period,
         pod=PodRef(pod_name, pod_uid) if pod_name and pod_uid else None,
         probe_address=args.probe_address,
-        probe_port=args.probe_port,
+        probe_port=probe_port,
+        probe_port_fallback=args.probe_port is None,
         api_host=_api_host(args.kubeconfig),
         probe_timing=dataclasses.replace(
             ProbeTiming(),

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import errno
 import hashlib
 import ipaddress
 import logging
@@ -543,6 +544,7 @@ class ProbeLiveness:
         node: str,
         timing: ProbeTiming | None = None,
         bind: Address = ("0.0.0.0", DEFAULT_PROBE_PORT),
+        any_port_if_taken: bool = False,
         advertise: str = "",
         api_host: str = "",
         contact_period: float = 2.0,
@@ -563,6 +565,9 @@ class ProbeLiveness:
         self.detector = Detector(node, self.timing, sample=self._rng.sample)
         self.incarnation = f"{self._rng.getrandbits(64):016x}"
         self.bind = bind
+        #: When the port of ``bind`` is taken: probe on an ephemeral port (the Lease publishes
+        #: it) instead of failing; for the default port only, never for one asked for.
+        self.any_port_if_taken = any_port_if_taken
         self._advertise = advertise
         self._api_host = api_host
         self.address: Address | None = None
@@ -696,7 +701,19 @@ class ProbeLiveness:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setblocking(False)
-        sock.bind((host, port))
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            if not (self.any_port_if_taken and error.errno == errno.EADDRINUSE):
+                sock.close()
+                raise
+            log_event(
+                _log,
+                logging.WARNING,
+                "probe port taken: probing on an ephemeral port (published in the Lease)",
+                port=port,
+            )
+            sock.bind((host, 0))
         bound = sock.getsockname()
         advertise = self._advertise
         if not advertise:

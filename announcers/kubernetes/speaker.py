@@ -117,6 +117,9 @@ class SpeakerSettings:
     #: address towards ``api_host``) and port (0: any free one, for tests).
     probe_address: str = ""
     probe_port: int = DEFAULT_PROBE_PORT
+    #: Probe on an ephemeral port when ``probe_port`` is taken on this host (the command line
+    #: sets it when ``--probe-port`` is not given: several speakers in one network namespace).
+    probe_port_fallback: bool = False
     #: The API server's host, to find this node's own address for the probes.
     api_host: str = ""
     probe_timing: ProbeTiming = dataclasses.field(default_factory=ProbeTiming)
@@ -303,6 +306,7 @@ class Speaker:
             node=s.node,
             timing=s.probe_timing,
             bind=(s.probe_address or "0.0.0.0", s.probe_port),
+            any_port_if_taken=s.probe_port_fallback,
             api_host=s.api_host,
             contact_period=s.contact_period,
             metrics=self.metrics,

@@ -73,8 +73,60 @@ def test_default_lease_timing_is_one_second_renewed_every_quarter() -> None:
 
 def test_default_liveness_is_probes_on_memberlists_port() -> None:
     args = _parser().parse_args(["speaker", "--node", "n1"])
-    assert (args.liveness, args.probe_address, args.probe_port) == ("probe", "", 7946)
+    # No --probe-port: 7946, or an ephemeral port when 7946 is taken (_probe_port).
+    assert (args.liveness, args.probe_address, args.probe_port) == ("probe", "", None)
     assert (args.probe_interval, args.probe_timeout, args.indirect_timeout) == (0.2, 0.2, 0.5)
+
+
+def test_default_probe_port_taken_falls_back_to_an_ephemeral_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Several speakers in one network namespace (a single-host lab) all start: the ones
+    that find the default port taken probe on an ephemeral one, which their Lease publishes.
+    A port given with --probe-port is never replaced."""
+    import announcers.kubernetes.__main__ as main
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(main, "DEFAULT_PROBE_PORT", port)
+        assert main._probe_port("127.0.0.1", None) == 0
+        with pytest.raises(main._UsageError, match=f"--probe-port {port}: cannot listen"):
+            main._probe_port("127.0.0.1", port)
+    assert main._probe_port("127.0.0.1", None) == port  # free again: the default
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_probe_socket_on_a_taken_port_falls_back_only_when_allowed(fallback: bool) -> None:
+    """Two speakers of one host starting together can both pass the start-up check; the
+    second to bind then takes an ephemeral port and publishes it, unless the port was asked
+    for (--probe-port), when it fails."""
+    from typing import cast
+
+    from announcers.kubernetes.client import KubeApi
+    from announcers.kubernetes.liveness import ProbeLiveness
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        probes = ProbeLiveness(
+            cast(KubeApi, None),
+            namespace="ns",
+            node="n1",
+            bind=("127.0.0.1", port),
+            any_port_if_taken=fallback,
+        )
+        if not fallback:
+            with pytest.raises(OSError, match="in use"):
+                probes._open()
+            return
+        sock = probes._open()
+        try:
+            assert probes.address is not None
+            assert probes.address[0] == "127.0.0.1"
+            assert probes.address[1] == sock.getsockname()[1] != port
+        finally:
+            sock.close()
 
 
 async def test_bad_probe_address_is_one_line_and_status_2(tmp_path: Path) -> None:

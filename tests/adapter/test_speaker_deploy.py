@@ -150,6 +150,7 @@ def test_daemonset_probes_from_the_node_ip_on_the_default_udp_port() -> None:
     # The downward API's status.podIP is the node IP under hostNetwork.
     assert args.probe_address == "$(POD_IP)"
     assert args.liveness == "probe"
+    # Explicit, so that it never falls back to an ephemeral port (only 7946 is open).
     assert args.probe_port == DEFAULT_PROBE_PORT == 7946
     (daemonset,) = _documents("speaker.yaml")
     assert daemonset["spec"]["template"]["spec"]["hostNetwork"] is True
