@@ -265,21 +265,30 @@ def write_kubeconfig(path: Path, url: str, token: str) -> Path:
     return path
 
 
-async def start_controller(*args: str) -> asyncio.subprocess.Process:
-    """``python -m announcers.kubernetes controller ARGS`` (stderr captured)."""
+async def start_adapter(
+    command: str, *args: str, prefix: tuple[str, ...] = ()
+) -> asyncio.subprocess.Process:
+    """``[PREFIX] python -m announcers.kubernetes COMMAND ARGS`` (stderr captured), with this
+    checkout importable and no proxy settings."""
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return await asyncio.create_subprocess_exec(
+        *prefix,
         sys.executable,
         "-m",
         "announcers.kubernetes",
-        "controller",
+        command,
         *args,
         cwd=REPO,
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
+
+
+async def start_controller(*args: str) -> asyncio.subprocess.Process:
+    """``python -m announcers.kubernetes controller ARGS`` (stderr captured)."""
+    return await start_adapter("controller", *args)
 
 
 async def terminate(process: asyncio.subprocess.Process, timeout: float = 10.0) -> tuple[int, str]:

@@ -7,7 +7,6 @@ import asyncio
 import os
 import shutil
 import socket
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from announcers.kubernetes.__main__ import _parser
 from announcers.kubernetes.liveness import lease_name
 from tests.support.emulator import ApiServerEmulator
 
-from .controller_kit import NS, REPO, namespace, terminate, write_kubeconfig
+from .controller_kit import NS, namespace, start_adapter, terminate, write_kubeconfig
 from .speaker_kit import LEASES, NODES, basics
 
 
@@ -29,20 +28,7 @@ def _free_port() -> int:
 
 async def start_speaker(*args: str, prefix: tuple[str, ...] = ()) -> asyncio.subprocess.Process:
     """``python -m announcers.kubernetes speaker ARGS`` (stderr captured)."""
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return await asyncio.create_subprocess_exec(
-        *prefix,
-        sys.executable,
-        "-m",
-        "announcers.kubernetes",
-        "speaker",
-        *args,
-        cwd=REPO,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await start_adapter("speaker", *args, prefix=prefix)
 
 
 async def finished(process: asyncio.subprocess.Process) -> tuple[int | None, list[str]]:
