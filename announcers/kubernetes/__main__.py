@@ -307,30 +307,18 @@ def _api_host(path: str | None) -> str:
     return urllib.parse.urlsplit(server or "").hostname or ""
 
 
-def _probe_port(host: str, requested: int | None) -> int:
-    """The UDP port to probe on: ``requested`` when given, refused at start when it cannot be
-    bound; by default :data:`DEFAULT_PROBE_PORT`, or ``0`` (an ephemeral port, published in
-    the Lease) when another process of this host holds it (several speakers in one network
-    namespace, as in tests and single-host labs)."""
+def _check_probe_port(host: str, port: int) -> None:
+    """Refuse at start a probe port asked for with ``--probe-port`` that cannot be bound.
+    The default port is not checked here: when it is taken, the speaker probes on an
+    ephemeral one (:class:`~announcers.kubernetes.liveness.ProbeLiveness`)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    port = DEFAULT_PROBE_PORT if requested is None else requested
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
             sock.bind((host or "0.0.0.0", port))
     except OSError as error:
-        if requested is None:
-            log_event(
-                _log,
-                logging.WARNING,
-                "default probe port taken: probing on an ephemeral port (published in the Lease)",
-                port=port,
-                error=error.strerror,
-            )
-            return 0
         raise _UsageError(
             f"--probe-port {port}: cannot listen on UDP {host or '*'}:{port}: {error.strerror}"
         ) from None
-    return port
 
 
 def _speaker(args: argparse.Namespace) -> int:
@@ -367,8 +355,8 @@ def _speaker(args: argparse.Namespace) -> int:
         raise _UsageError(str(error)) from None
     pod_name, pod_uid = os.environ.get("POD_NAME"), os.environ.get("POD_UID")
     probe_port = DEFAULT_PROBE_PORT if args.probe_port is None else args.probe_port
-    if args.liveness == "probe":
-        probe_port = _probe_port(args.probe_address, args.probe_port)
+    if args.liveness == "probe" and args.probe_port is not None:
+        _check_probe_port(args.probe_address, args.probe_port)
     settings = speaker.SpeakerSettings(
         node=args.node,
         namespace=args.namespace,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from announcers.kubernetes.__main__ import _parser
-from announcers.kubernetes.liveness import lease_name
+from announcers.kubernetes.liveness import PROBE_ANNOTATION, lease_name
 from tests.support.emulator import ApiServerEmulator
 
 from .controller_kit import NS, namespace, start_adapter, terminate, write_kubeconfig
@@ -59,27 +59,9 @@ def test_default_lease_timing_is_one_second_renewed_every_quarter() -> None:
 
 def test_default_liveness_is_probes_on_memberlists_port() -> None:
     args = _parser().parse_args(["speaker", "--node", "n1"])
-    # No --probe-port: 7946, or an ephemeral port when 7946 is taken (_probe_port).
+    # No --probe-port: 7946, or an ephemeral port when 7946 is taken (ProbeLiveness).
     assert (args.liveness, args.probe_address, args.probe_port) == ("probe", "", None)
     assert (args.probe_interval, args.probe_timeout, args.indirect_timeout) == (0.2, 0.2, 0.5)
-
-
-def test_default_probe_port_taken_falls_back_to_an_ephemeral_port(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Several speakers in one network namespace (a single-host lab) all start: the ones
-    that find the default port taken probe on an ephemeral one, which their Lease publishes.
-    A port given with --probe-port is never replaced."""
-    import announcers.kubernetes.__main__ as main
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
-        taken.bind(("127.0.0.1", 0))
-        port = taken.getsockname()[1]
-        monkeypatch.setattr(main, "DEFAULT_PROBE_PORT", port)
-        assert main._probe_port("127.0.0.1", None) == 0
-        with pytest.raises(main._UsageError, match=f"--probe-port {port}: cannot listen"):
-            main._probe_port("127.0.0.1", port)
-    assert main._probe_port("127.0.0.1", None) == port  # free again: the default
 
 
 @pytest.mark.parametrize("fallback", [True, False])
@@ -220,6 +202,41 @@ async def test_sigterm_gives_the_lease_up_and_exits_0(
     assert stored is not None
     assert stored["spec"].get("holderIdentity") is None
     assert '"msg": "lease released"' in err
+
+
+async def test_two_speakers_of_one_host_both_join_with_their_own_probe_ports(
+    apiserver: ApiServerEmulator, tmp_path: Path
+) -> None:
+    """Started with the contract's flags only, two speakers in one network namespace cannot
+    both have UDP 7946: the second probes on an ephemeral port, and each Lease publishes the
+    port its speaker really listens on."""
+    if os.geteuid() != 0:
+        pytest.skip("the speaker needs CAP_NET_RAW")
+    apiserver.seed(*basics(), namespace("default"))
+    kubeconfig = write_kubeconfig(tmp_path / "kc", apiserver.base_url, "t")
+    flags = ("--kubeconfig", str(kubeconfig), "--namespace", NS, "--interface", "lo")
+    processes = [
+        await start_speaker("--node", node, *flags, "--metrics-port", "0") for node in NODES[:2]
+    ]
+
+    def published() -> list[str | None]:
+        leases = [apiserver.read(LEASES, NS, lease_name(node)) for node in NODES[:2]]
+        return [
+            None
+            if lease is None or lease["spec"].get("holderIdentity") is None
+            else (lease["metadata"].get("annotations") or {}).get(PROBE_ANNOTATION)
+            for lease in leases
+        ]
+
+    try:
+        await apiserver.wait_for(lambda: None not in published(), timeout=20)
+        first, second = published()
+        assert first != second  # two sockets, two ports
+        assert all(p.returncode is None for p in processes)
+    finally:
+        for process in processes:
+            status, err = await terminate(process)
+            assert status == 0, err
 
 
 def _scrape(port: int) -> str:
