@@ -41,8 +41,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from announcers.kubernetes.client import SERVICE, LightkubeApi
-from announcers.kubernetes.controller import Replica, Settings
+from announcers.kubernetes.controller import Controller, Replica, Settings
 from announcers.kubernetes.leader import LeaderTiming
+from metallb_core.vocabulary import ingress_ips
 from tests.support.emulator import EmulatorProcess, kube_config, service_manifest
 
 NS = "metallb-system"
@@ -103,6 +104,21 @@ def _objects(count: int, holding: bool) -> Iterator[dict[str, object]]:
         yield body
 
 
+async def _synced(replica: Replica, task: asyncio.Task[None]) -> Controller:
+    """The replica's controller once its first sync is done (the replica's error, if any)."""
+    while replica.controller is None or not replica.controller.synced.is_set():
+        await asyncio.sleep(0.005)
+        if task.done():
+            task.result()
+    return replica.controller
+
+
+async def _quiet(controller: Controller) -> None:
+    """Until the controller has nothing left to write: statuses and Events."""
+    while not (controller.settled and controller.events.idle):
+        await asyncio.sleep(0.005)
+
+
 async def _controller(url: str, control: Any, count: int, **settings: object) -> Row:
     api = LightkubeApi(kube_config(url), trust_env=False)
     timing = LeaderTiming(lease_duration=15, renew_deadline=10, retry_period=0.2)
@@ -113,16 +129,11 @@ async def _controller(url: str, control: Any, count: int, **settings: object) ->
     cpu = time.process_time()
     started_loop = asyncio.get_running_loop().time()
     task = asyncio.create_task(replica.run(stop))
-    while replica.controller is None or not replica.controller.synced.is_set():
-        await asyncio.sleep(0.005)
-        if task.done():
-            task.result()
-    controller = replica.controller
+    controller = await _synced(replica, task)
     # From the replica's start (Lease included) to the first round's last status write.
     startup = controller.startup
     to_statuses = controller.started_at - started_loop + startup.get("statuses", startup["synced"])
-    while not (controller.settled and controller.events.idle):
-        await asyncio.sleep(0.005)
+    await _quiet(controller)
     to_events = time.perf_counter() - started
     cpu = time.process_time() - cpu
     requests = _count(control.requests())
@@ -140,19 +151,14 @@ async def _moved(url: str, control: Any, count: int, concurrency: int) -> Row:
     replica = Replica(api, settings)
     stop = asyncio.Event()
     task = asyncio.create_task(replica.run(stop))
-    while replica.controller is None or not replica.controller.synced.is_set():
-        await asyncio.sleep(0.005)
-        if task.done():
-            task.result()
-    controller = replica.controller
-    while not (controller.settled and controller.events.idle):
-        await asyncio.sleep(0.005)
+    controller = await _synced(replica, task)
+    await _quiet(controller)
     moved = ipaddress.ip_network(MOVED_CIDR)
 
     def done() -> bool:
         for service in controller.services.objects.values():
-            ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress")
-            if not ingress or ipaddress.ip_address(ingress[0]["ip"]) not in moved:
+            shown = ingress_ips(service)
+            if not shown or ipaddress.ip_address(shown[0]) not in moved:
                 return False
         return True
 
@@ -165,8 +171,7 @@ async def _moved(url: str, control: Any, count: int, concurrency: int) -> Row:
         if task.done():
             task.result()
     to_statuses = time.perf_counter() - started
-    while not (controller.settled and controller.events.idle):
-        await asyncio.sleep(0.005)
+    await _quiet(controller)
     to_events = time.perf_counter() - started
     cpu = time.process_time() - cpu
     requests = _count(control.requests())
