@@ -21,7 +21,7 @@ from metallb_core._bgp import (
     parse_community,
     parse_duration,
 )
-from metallb_core._configmap import check_aggregation
+from metallb_core._configmap import check_aggregation, check_aggregation_bounds
 from metallb_core._errors import ConfigError
 from metallb_core._selectors import LabelSelector, selector_from
 
@@ -474,11 +474,8 @@ def legacy_pool_advertisements(
         texts = [str(c) for c in raw.get("communities") or ()]
         check_duplicate_strings(texts, "community")
         length = raw.get("aggregationLength", 32)
-        if length > 32:
-            raise ConfigError(f"invalid aggregation length {length} for IPv4")
         length_v6 = raw.get("aggregationLengthV6", 128)
-        if length_v6 > 128:
-            raise ConfigError(f"invalid aggregation length {length_v6} for IPv6")
+        check_aggregation_bounds(length, length_v6)
         check_aggregation(length, length_v6, addresses)
         out.append(
             BGPAdvertisement(

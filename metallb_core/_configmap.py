@@ -357,6 +357,14 @@ def _widest_prefix(entry: str) -> tuple[int, int]:
     return networks[0].version, min(n.prefixlen for n in networks)
 
 
+def check_aggregation_bounds(length: int, length_v6: int) -> None:
+    """The aggregation lengths fit their families (32 for IPv4, 128 for IPv6)."""
+    if length > 32:
+        raise ConfigError(f"invalid aggregation length {length} for IPv4")
+    if length_v6 > 128:
+        raise ConfigError(f"invalid aggregation length {length_v6} for IPv6")
+
+
 def check_aggregation(
     length: int, length_v6: int, addresses: Sequence[str], label: int | None = None
 ) -> None:
@@ -413,11 +421,8 @@ def _bgp_advertisement(
     communities = list(raw.get("communities") or ())
     _check_duplicate_communities(communities)
     length = raw.get("aggregation-length", 32)
-    if length > 32:
-        raise ConfigError(f"invalid aggregation length {length} for IPv4")
     length_v6 = raw.get("aggregation-length-v6", 128)
-    if length_v6 > 128:
-        raise ConfigError(f"invalid aggregation length {length_v6} for IPv6")
+    check_aggregation_bounds(length, length_v6)
     check_aggregation(length, length_v6, addresses)
     return BGPAdvertisement(
         name=pool,
