@@ -205,17 +205,29 @@ def test_arp_line_rate_quick_run_measures_the_kernel_and_the_announcer(tmp_path:
     )
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())
-    kinds = {(r["family"], r["responder"], r["load"]) for r in rows}
-    assert kinds == {
-        (family, responder, load)
-        for family in ("ARP", "NS")
-        for responder in ("kernel", "announcer")
-        for load in ("idle", "2 busy processes")
-    }
+    kinds = [(r["family"], r["responder"], r["load"]) for r in rows]
+    busy = "announcer, busy-poll 2000 us"
+    assert sorted(kinds) == sorted(
+        [
+            (family, responder, load)
+            for family in ("ARP", "NS")
+            for responder in ("kernel", "announcer")
+            for load in ("idle", "2 busy processes")
+        ]
+        + [
+            (family, responder, "idle")
+            for family in ("ARP", "NS")
+            for responder in ("kernel", busy)
+        ]
+    )
     for row in rows:
         assert row["sent"] == 300, row  # 1,000/s for 0.3 s, every request captured
         assert row["answered_pct"] > 0, row
         assert row["duplicates"] == 0, row
         assert row["p50_us"] is not None, row
         assert row["seen_p50_us"] is not None, row
-    assert "p50 <= 3x the kernel's" in result.stdout
+    assert all(row["announcer_cpu_pct"] >= 0 for row in rows)
+    assert "p50 <= 3x the kernel's, ARP 1,000/s, 2 addresses, idle:" in result.stdout
+    assert "p50 <= 3x the kernel's, ARP 1,000/s, 2 addresses, idle, busy-poll 2000 us:" in (
+        result.stdout
+    )

@@ -1,4 +1,5 @@
-"""``python -m announcers.arp --interface IFACE [--refresh SECONDS] ADDRESS [ADDRESS ...]``
+"""``python -m announcers.arp --interface IFACE [--refresh SECONDS] [--busy-poll MICROSECONDS]
+ADDRESS [ADDRESS ...]``
 
 Answers ARP and NDP for the addresses on IFACE with IFACE's MAC, announces them at start
 (a round at once, then every 1.1 s until 5 s have passed; with ``--refresh``, a round every
@@ -6,6 +7,11 @@ SECONDS afterwards), and runs until SIGTERM or SIGINT, which stop the answers at
 exit 0. A bad address, an unknown interface or a missing CAP_NET_RAW is one line on stderr
 and exit status 2, before any packet is sent. SIGHUP is ignored with a log line: the
 interface and the addresses come from the command line, so there is nothing to re-read.
+
+``--busy-poll MICROSECONDS`` (0, off, by default) keeps the responder polling for that long
+after each frame instead of sleeping: answers in a few microseconds instead of after a
+thread wake-up, for a whole core while requests keep coming that often (see
+:class:`~announcers.arp.announcer.L2Announcer`).
 """
 
 from __future__ import annotations
@@ -42,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="after the announcements at start, announce again every SECONDS",
     )
+    parser.add_argument(
+        "--busy-poll",
+        metavar="MICROSECONDS",
+        help="after each frame, poll for this long instead of sleeping: lower latency for "
+        "a whole core while requests keep coming (default 0: off)",
+    )
     parser.add_argument("addresses", nargs="+", metavar="ADDRESS", help="IPv4 or IPv6 address")
     return parser
 
@@ -56,6 +68,19 @@ def _refresh(text: str | None) -> float | None:
     if not (seconds > 0 and math.isfinite(seconds)):
         raise _UsageError(f"--refresh needs a positive number of seconds, not {text!r}")
     return seconds
+
+
+def _busy_poll(text: str | None) -> float:
+    """``--busy-poll`` in seconds (0 without it)."""
+    if text is None:
+        return 0.0
+    try:
+        microseconds = float(text)
+    except ValueError:
+        microseconds = math.nan
+    if not (microseconds >= 0 and math.isfinite(microseconds)):
+        raise _UsageError(f"--busy-poll needs a number of microseconds >= 0, not {text!r}")
+    return microseconds / 1e6
 
 
 def _addresses(texts: Sequence[str]) -> list[IPAddress]:
@@ -92,12 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     taken_signals = stop_signals | {signal.SIGHUP}
     try:
         refresh = _refresh(args.refresh)
+        busy_poll = _busy_poll(args.busy_poll)
         addresses = _addresses(args.addresses)
         _check_environment(args.interface)
         # Block the stop signals before any thread exists, so that every thread inherits the
         # mask and the main thread alone takes them, synchronously, with sigwait.
         signal.pthread_sigmask(signal.SIG_BLOCK, taken_signals)
-        announcer = L2Announcer(refresh=refresh)
+        announcer = L2Announcer(refresh=refresh, busy_poll=busy_poll)
         try:
             for address in addresses:
                 announcer.announce(address, args.interface)
@@ -108,13 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    logging.getLogger("announcers.arp").info(
+    log = logging.getLogger("announcers.arp")
+    if busy_poll:
+        log.info("busy-polling for %g us after each frame", busy_poll * 1e6)
+    log.info(
         "running: answering for %d address(es) on %s%s; SIGTERM or SIGINT stops",
         len(addresses),
         args.interface,
         "" if refresh is None else f", announcing again every {refresh:g} s",
     )
-    log = logging.getLogger("announcers.arp")
     try:
         while (received := signal.sigwait(taken_signals)) not in stop_signals:
             # A daemon convention asks for a reload on SIGHUP; there is nothing to reload,

@@ -50,6 +50,12 @@ def test_bad_refresh_is_one_line_and_exit_2(refresh: str) -> None:
     assert "--refresh" in line
 
 
+@pytest.mark.parametrize("busy_poll", ["-1", "soon", "inf", "nan"])
+def test_bad_busy_poll_is_one_line_and_exit_2(busy_poll: str) -> None:
+    line = one_error_line(run("--interface", "lo", "--busy-poll", busy_poll, "192.0.2.10"))
+    assert f"--busy-poll needs a number of microseconds >= 0, not {busy_poll!r}" in line
+
+
 def test_missing_interface_flag_is_a_usage_error() -> None:
     assert run("192.0.2.10").returncode == 2
 
@@ -114,6 +120,23 @@ def test_signal_stops_the_answers_and_exits_0(
         answered_before = client.who_has(VIP) is not None
         exit_status = process.stop(stop)
         assert (answered_before, exit_status, client.who_has(VIP)) == (True, 0, None)
+    finally:
+        process.stop(signal.SIGKILL)
+
+
+@pytest.mark.netns
+def test_busy_poll_answers_and_says_so(client: l2lab.WireClient, tmp_path: Path) -> None:
+    process = l2lab.spawn(
+        l2lab.KIT_NS,
+        [*PROG, "--interface", IFACE, "--busy-poll", "500", str(VIP)],
+        tmp_path / "cli.log",
+        ready="running:",
+    )
+    try:
+        assert client.who_has(VIP) == frames.parse_mac(l2lab.KIT_MACS[IFACE])
+        assert "busy-polling for 500 us after each frame" in process.text()
+        assert process.stop(signal.SIGTERM) == 0
+        assert client.who_has(VIP) is None
     finally:
         process.stop(signal.SIGKILL)
 

@@ -8,7 +8,9 @@ far end of each veth asks and listens.
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
@@ -324,6 +326,46 @@ def test_addresses_that_cannot_be_announced_are_rejected(address: IPAddress) -> 
 def test_a_string_is_not_an_address() -> None:
     with pytest.raises(TypeError):
         L2Announcer().announce("10.0.0.1", IFACE)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("busy_poll", [-0.001, math.nan, math.inf])
+def test_a_busy_poll_that_is_not_seconds_is_refused_by_name(busy_poll: float) -> None:
+    with pytest.raises(ValueError, match=r"busy_poll: expected seconds >= 0"):
+        L2Announcer(busy_poll=busy_poll)
+
+
+def _cpu_while_idle(seconds: float) -> float:
+    """CPU time this process used while the test itself only slept for ``seconds``."""
+    before = time.process_time()
+    time.sleep(seconds)
+    return time.process_time() - before
+
+
+def test_busy_polling_polls_after_a_frame_only_and_keeps_every_promise(
+    make: type[L2Announcer], client: l2lab.WireClient
+) -> None:
+    """With ``busy_poll`` the thread polls instead of sleeping after a frame, for that long
+    and no longer; meanwhile withdraws still take effect at once, new addresses are
+    answered, the rounds still leave on time, and close() still stops the thread."""
+    announcer = make(busy_poll=0.6, interval=0.1, window=0.35)
+    announcer.announce(VIP4, IFACE)
+    time.sleep(0.5)  # the first address's rounds are over; no frame has come yet
+    assert _cpu_while_idle(0.3) < 0.1  # asleep: nothing to poll for
+
+    assert client.who_has(VIP4) == our_mac()  # a frame: polling from now on for 0.6 s
+    assert _cpu_while_idle(0.2) > 0.05  # polling, not sleeping
+    announcer.withdraw(VIP4, IFACE)
+    assert client.who_has(VIP4) is None
+    announcer.announce(VIP4 + 1, IFACE)  # rounds at 0, 0.1, 0.2 and 0.3 s
+    received = client.listen(0.5)
+    assert len(gratuitous_arps(received, VIP4 + 1)) == 4
+    assert client.who_has(VIP4 + 1) == our_mac()
+
+    time.sleep(0.7)  # no frame for longer than busy_poll: asleep again
+    assert _cpu_while_idle(0.3) < 0.1
+    assert client.who_has(VIP4 + 1) == our_mac()  # and woken as before
+    announcer.close()
+    assert [t for t in threading.enumerate() if t.name == "l2-announcer"] == []
 
 
 # -- odd frames, built by hand: only what RFC 826 / RFC 4861 and the kernel answer is answered --
