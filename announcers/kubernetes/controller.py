@@ -698,7 +698,7 @@ class Controller:
         except KubeError as error:
             self.metrics.update_errors.inc()
             return _Result(error=error)
-        self.services.observe(written)
+        self.services.fold_write(written)
         self._versions[write.key] = str(written["metadata"].get("resourceVersion") or "")
         self._conflicts.pop(write.key, None)
         log_event(
@@ -717,7 +717,8 @@ class Controller:
         except KubeError as error:
             self.metrics.update_errors.inc()
             return _Result(status_ok=True, error=error)
-        self.services.observe(written)
+        ours = (plan.patch.get("metadata") or {}).get("annotations") or {}
+        self.services.fold_write(written, annotations=ours)
         return _Result(status_ok=True)
 
     def _failed(self, keys: list[str], results: Mapping[str, _Result]) -> None:
@@ -831,7 +832,9 @@ class Controller:
                 )
                 failed = True
                 continue
-            self.pools.observe(written)
+            # The answer may carry an edit of the pool's addresses whose watch event is
+            # now older than the cache: fold_write reports it as a change.
+            self.pools.fold_write(written)
         return failed
 
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 from announcers.kubernetes.client import Expired, JsonDict, Kind, KubeApi, KubeError, Unavailable
@@ -91,6 +91,30 @@ def is_older(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) ->
     if uid(candidate) != uid(current):
         return False
     return int(new) < int(old)
+
+
+def _changed_by_others(
+    before: Mapping[str, Any], after: Mapping[str, Any], ours: frozenset[str]
+) -> bool:
+    """Whether ``after`` differs from ``before`` in what users write (see
+    :meth:`Informer.fold_write`), the annotations ``ours`` aside.
+
+    >>> before = {"metadata": {"annotations": {"mine": "1"}}, "spec": {"a": 1}}
+    >>> _changed_by_others(before, {**before, "status": {"b": 2}}, frozenset())
+    False
+    >>> _changed_by_others(before, {**before, "spec": {"a": 2}}, frozenset())
+    True
+    >>> _changed_by_others(before, {"metadata": {"annotations": {"mine": "2"}},
+    ...                             "spec": {"a": 1}}, frozenset({"mine"}))
+    False
+    """
+
+    def users(obj: Mapping[str, Any]) -> tuple[object, ...]:
+        meta = obj.get("metadata") or {}
+        notes = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in ours}
+        return obj.get("spec"), meta.get("labels") or {}, notes, meta.get("deletionTimestamp")
+
+    return users(before) != users(after)
 
 
 def uid(obj: Mapping[str, Any] | None) -> str:
@@ -251,6 +275,28 @@ class Informer:
             return False
         self.objects[key] = obj
         return True
+
+    def fold_write(self, written: JsonDict, *, annotations: Iterable[str] = ()) -> None:
+        """Fold in ``written``, the server's answer to a write of ours, and run the change
+        callback if it carries a change that somebody else made since the cache's copy.
+
+        The answer is newer than anything the watch has delivered, so the watch event of a
+        change made between our read and our write (a pool's addresses edited while we
+        wrote its status) arrives older than the cache and is ignored: without this
+        check, that change would never be seen. A write of ours changes the status, the
+        metadata the server keeps and, for a metadata patch, the ``annotations`` it sets;
+        a difference in the spec, the labels, another annotation or the deletion
+        timestamp is somebody else's, and is reported as a ``MODIFIED`` event (``ADDED``
+        for an object the cache did not hold).
+        """
+        key = object_key(written)
+        before = self.objects.get(key)
+        if not self.observe(written):
+            return
+        if before is None:
+            self._on_change("ADDED", key, written, None)
+        elif _changed_by_others(before, written, frozenset(annotations)):
+            self._on_change("MODIFIED", key, written, before)
 
     def forget(self, key: str) -> JsonDict | None:
         """Drop an object known to be gone (a 404 on a write); returns what was cached."""

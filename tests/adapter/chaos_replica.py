@@ -24,6 +24,14 @@ from tests.support.emulator import kubeconfig_dict
 from .controller_kit import FAST
 
 
+def _dump_tasks() -> None:
+    """SIGUSR1: every task's stack on stderr (what a stuck replica waits for)."""
+    for task in asyncio.all_tasks():
+        print(f"--- task {task.get_name()}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    sys.stderr.flush()
+
+
 async def main(url: str, identity: str) -> None:
     config = KubeConfig.from_dict(kubeconfig_dict(url, token=identity))
     api = LightkubeApi(config, trust_env=False)
@@ -32,6 +40,7 @@ async def main(url: str, identity: str) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     print("ready", flush=True)
     try:
         await Replica(api, settings).run(stop)

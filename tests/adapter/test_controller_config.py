@@ -56,6 +56,43 @@ async def test_pool_edit_applies_live(apiserver: ApiServerEmulator) -> None:
     assert [ips_of(apiserver, "s0"), ips_of(apiserver, "s1")] == [("192.0.2.0",), ("192.0.2.1",)]
 
 
+async def test_a_pool_edit_seen_only_in_the_answer_to_a_status_write_applies(
+    apiserver: ApiServerEmulator,
+) -> None:
+    """The chaos test's seed 44: the pools watch is down when the pool is edited, the
+    controller writes the pool's status, and the answer carries the new addresses. That
+    answer is newer than the edit's watch event, so when the watch resumes the event is
+    ignored as stale: the edit must be taken from the answer itself."""
+    apiserver.seed(namespace(NS), pool("a", "192.0.2.0/29"), service("s0"))
+    async with running(apiserver) as ctl:
+        await ctl.synced()
+        await quiet(apiserver, ctl.replica)
+        assert ips_of(apiserver, "s0") == ("192.0.2.0",)
+        # Every list and watch of the pools fails from now on: the edit can only be
+        # learnt from the answer to the controller's own pool status write.
+        apiserver["get", f"/apis/metallb.io/v1beta1/namespaces/{NS}/ipaddresspools"] << (
+            api_error(503, "ServiceUnavailable", "pools are unavailable")
+        )
+        apiserver.drop_watches()
+        apiserver.seed(pool("a", "198.51.100.0/29"))  # s0's address leaves the pool
+        writes = apiserver.request_log.count(resource="ipaddresspools", subresource="status")
+        api = client_for(apiserver)
+        await api.create(SERVICE, service("s1"))  # a round, then a pool status write
+        await apiserver.wait_for(
+            lambda: (
+                apiserver.request_log.count(resource="ipaddresspools", subresource="status")
+                > writes
+            )
+        )
+        await apiserver.wait_for(
+            lambda: (
+                ips_of(apiserver, "s0") == ("198.51.100.0",)
+                and ips_of(apiserver, "s1") == ("198.51.100.1",)
+            )
+        )
+        await api.close()
+
+
 async def test_pool_status_counts_exactly(apiserver: ApiServerEmulator) -> None:
     apiserver.seed(namespace(NS), pool("v4", "192.0.2.0/28"), pool("v6", "2001:db8::/64"))
     apiserver.seed(

@@ -16,7 +16,9 @@ Services that may not share it, or a Service loses an address without a change o
 of a pool. At the end (faults off) the cluster must reach the fixpoint: a new leader would
 write nothing, so every Service that can be served is.
 
-``METALLB_CHAOS_SEEDS`` (e.g. ``1-20`` or ``3,7``) runs other seeds than CI's two.
+``METALLB_CHAOS_SEEDS`` (e.g. ``1-20`` or ``3,7``) runs other seeds than CI's two. A failing
+run prints the replicas' logs, with the stack of every asyncio task of the replicas still
+running (SIGUSR1 makes ``chaos_replica`` write them): what a stuck leader waits for.
 """
 
 from __future__ import annotations
@@ -262,13 +264,17 @@ async def test_no_address_twice_through_faults(
         if not apiserver.available:
             await apiserver.come_back()
         problems = await _settled(apiserver, timeout=60)
+        if problems:
+            for process in replicas.running.values():
+                process.send_signal(signal.SIGUSR1)  # their task stacks, into their logs
+            await asyncio.sleep(0.5)
     finally:
         apiserver.chaos()
         if not apiserver.available:
             await apiserver.come_back()
         await replicas.close()
         watchdog.detach()
-    logs = {p.name: p.read_text()[-20000:] for p in sorted(tmp_path.glob("*.log"))}
+    logs = {p.name: p.read_text()[-40000:] for p in sorted(tmp_path.glob("*.log"))}
     print("\n".join([*watchdog.violations, *problems, *happened]))
     if watchdog.violations or problems:
         print(f"leader: {_leader(apiserver)}; pools: {apiserver.list_stored(POOLS)}")

@@ -186,3 +186,32 @@ async def test_informer_ignores_the_echo_of_an_observed_write(
     task.cancel()
     assert seen == [("ADDED", "default/a"), ("MODIFIED", "default/a")]
     assert informer.objects["default/a"]["metadata"]["labels"] == {"x": "z"}
+
+
+async def test_fold_write_reports_what_another_writer_changed_in_between(
+    api: LightkubeApi, apiserver: ApiServerEmulator
+) -> None:
+    """The answer to our write can carry somebody else's change whose watch event is then
+    older than the cache (and ignored): fold_write reports that change once, and nothing
+    for what our own writes changed (the status, the annotations we set)."""
+    apiserver.seed(service("a"))
+    seen: list[tuple[str, str]] = []
+    informer, task = await _informer(api, seen)
+    task.cancel()  # the watch is down while the others write
+    await api.patch(SERVICE, "a", {"spec": {"loadBalancerIP": "192.0.2.7"}}, namespace="default")
+    status = {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}
+    informer.fold_write(await api.patch(SERVICE, "a", status, namespace="default", status=True))
+    assert seen == [("ADDED", "default/a"), ("MODIFIED", "default/a")]
+    ours = {"metadata": {"annotations": {"metallb.io/ip-allocated-from-pool": "p"}}}
+    written = await api.patch(SERVICE, "a", ours, namespace="default")
+    informer.fold_write(written, annotations=ours["metadata"]["annotations"])
+    informer.fold_write(await api.patch(SERVICE, "a", status, namespace="default", status=True))
+    assert len(seen) == 2  # our own writes are no news
+    task = asyncio.create_task(informer.run())  # the stale events of all that are ignored
+    await api.patch(SERVICE, "a", {"metadata": {"labels": {"x": "y"}}}, namespace="default")
+    await apiserver.wait_for(lambda: len(seen) == 3, timeout=5)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    assert seen[2] == ("MODIFIED", "default/a")
+    assert len(seen) == 3
+    assert informer.objects["default/a"]["spec"]["loadBalancerIP"] == "192.0.2.7"
