@@ -4,8 +4,9 @@ A namespace ``m4br-RUN`` holds a bridge; a client ``m4c-RUN`` and two nodes ``m4
 ``m4n2-RUN`` hang on it through veths with fixed MACs. ``RUN`` is a token drawn once per test
 run (:func:`run_token`), so two runs on one host, or other suites, never share a namespace.
 Each node carries the announced addresses on ``lo`` with ``arp_ignore=1``/``arp_announce=2``
-(so its kernel never answers for them) and runs a small HTTP server bound to them that
-answers with the node's name.
+(so its kernel never answers for them) and runs a small HTTP server
+(:mod:`tests.support.name_server`, on every local address, those included) that answers with
+the node's name.
 
 Needs root and iproute2, arping, ndisc6, curl, tcpdump (:data:`TOOLS`):
 ``netns.require(*TOOLS)`` skips the test when one is missing, or fails it when the ``CI``
@@ -33,6 +34,7 @@ from typing import IO
 import pytest
 
 from announcers.arp import frames
+from tests.support.name_server import NAME_SERVER
 from tests.support.netns import (
     Process,
     delete_namespaces,
@@ -58,32 +60,6 @@ NODE_V6 = dict(zip(NODE_NS, ("fd00:44::1", "fd00:44::2"), strict=True))
 VIP4 = IPv4Address("10.44.0.100")
 VIP6 = IPv6Address("fd00:44::100")
 HTTP_PORT = 8080
-
-_SERVER = r"""
-import socket, sys, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-NAME = sys.argv[1].encode()
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(NAME)))
-        self.end_headers()
-        self.wfile.write(NAME)
-    def log_message(self, *args):
-        pass
-
-class Server6(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-
-servers = [ThreadingHTTPServer((sys.argv[2], int(sys.argv[4])), Handler),
-           Server6((sys.argv[3], int(sys.argv[4])), Handler)]
-for server in servers:
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-print("ready", file=sys.stderr, flush=True)
-threading.Event().wait()
-"""
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -186,7 +162,7 @@ class Lab:
             in_ns(ns, "ip", "addr", "add", f"{VIP6}/128", "dev", "lo")
             server = spawn(
                 ns,
-                [sys.executable, "-c", _SERVER, ns, str(VIP4), str(VIP6), str(HTTP_PORT)],
+                [sys.executable, "-c", NAME_SERVER, ns, str(HTTP_PORT)],
                 self.workdir / f"http-{ns}.log",
                 ready="ready",
             )

@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 
 from tests.support.emulator import EmulatorProcess
+from tests.support.name_server import NAME_SERVER
 from tests.support.netns import (
     Process,
     delete_namespaces,
@@ -76,33 +77,6 @@ POOL6_CIDR = "fd66::60/124"
 HTTP_PORT = 8080
 NS = "metallb-system"
 EXCLUDE = "node.kubernetes.io/exclude-from-external-load-balancers"
-
-_SERVER = r"""
-import socket
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-NAME = sys.argv[1].encode()
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(NAME)))
-        self.end_headers()
-        self.wfile.write(NAME)
-    def log_message(self, *args):
-        pass
-
-class DualStack(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-    def server_bind(self):
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
-
-server = DualStack(("::", int(sys.argv[2])), Handler)
-print("ready", file=sys.stderr, flush=True)
-server.serve_forever()
-"""
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -242,7 +216,7 @@ class SpeakerLab:
             self.servers.append(
                 spawn(
                     ns,
-                    [sys.executable, "-c", _SERVER, ns, str(HTTP_PORT)],
+                    [sys.executable, "-c", NAME_SERVER, ns, str(HTTP_PORT)],
                     self.workdir / f"http-{ns}.log",
                     ready="ready",
                 )
