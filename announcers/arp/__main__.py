@@ -58,13 +58,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _number(text: str) -> float:
+    """``text`` as a float; NaN when it is not a number (the callers refuse NaN)."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def _refresh(text: str | None) -> float | None:
     if text is None:
         return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
+    seconds = _number(text)
     if not (seconds > 0 and math.isfinite(seconds)):
         raise _UsageError(f"--refresh needs a positive number of seconds, not {text!r}")
     return seconds
@@ -74,10 +79,7 @@ def _busy_poll(text: str | None) -> float:
     """``--busy-poll`` in seconds (0 without it)."""
     if text is None:
         return 0.0
-    try:
-        microseconds = float(text)
-    except ValueError:
-        microseconds = math.nan
+    microseconds = _number(text)
     if not (microseconds >= 0 and math.isfinite(microseconds)):
         raise _UsageError(f"--busy-poll needs a number of microseconds >= 0, not {text!r}")
     return microseconds / 1e6
