@@ -129,7 +129,8 @@ def announced(count: int) -> tuple[list[IPv4Address], list[IPv6Address]]:
 @contextlib.contextmanager
 def announcer(count: int, workdir: Path, busy_poll_us: int = 0) -> Iterator[int]:
     """Run ``python -m announcers.arp`` for ``count`` addresses of each family; yields its
-    process id once its announcement window has passed."""
+    process id once its announcement window has passed and a warm-up phase has run
+    (:func:`warm_up`)."""
     v4, v6 = announced(count)
     log = workdir / f"announcer-{count}-{busy_poll_us}.log"
     busy = ["--busy-poll", str(busy_poll_us)] if busy_poll_us else []
@@ -147,6 +148,7 @@ def announcer(count: int, workdir: Path, busy_poll_us: int = 0) -> Iterator[int]
                 raise RuntimeError(f"the announcer did not start: {log.read_text()}")
             time.sleep(0.05)
         time.sleep(WINDOW)
+        warm_up(workdir)
         yield process.pid  # ip netns exec execs the announcer: the same process
     finally:
         process.send_signal(signal.SIGTERM)
@@ -453,7 +455,6 @@ def measure(args: argparse.Namespace, workdir: Path) -> list[Row]:
 
     for count in args.addresses:
         with announcer(count, workdir) as pid:
-            warm_up(workdir)
             for family in ("arp", "ns"):
                 for rate in args.rates:
                     for responder in ("kernel", "announcer"):
@@ -473,7 +474,6 @@ def measure_busy_poll(args: argparse.Namespace, workdir: Path, count: int) -> li
     polling thread changes what the machine does, the kernel's figures included."""
     busy = f"announcer, busy-poll {args.busy_poll} us"
     with announcer(count, workdir, args.busy_poll) as pid:
-        warm_up(workdir)
         return [
             run_phase(args, workdir, (family, rate, count, responder, "idle"), pid)
             for family in ("arp", "ns")
