@@ -64,16 +64,6 @@ class WireHarness:
             client.close()
 
 
-@pytest.fixture(scope="module")
-def kit() -> Iterator[None]:
-    netns.require("ip")
-    l2lab.build_kit()
-    try:
-        yield
-    finally:
-        netns.delete_namespaces([l2lab.KIT_NS])
-
-
 @pytest.fixture(params=["mock", pytest.param("l2", marks=pytest.mark.netns)])
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "mock":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import socket
-from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
@@ -292,16 +291,6 @@ def test_removed_addresses_take_no_shortcut() -> None:
 
 
 # -- the filters in the kernel: attached to a socket, crafted frames sent through a veth ----
-
-
-@pytest.fixture(scope="module")
-def kit() -> Iterator[None]:
-    netns.require("ip")
-    l2lab.build_kit()
-    try:
-        yield
-    finally:
-        netns.delete_namespaces([l2lab.KIT_NS])
 
 
 @pytest.mark.netns

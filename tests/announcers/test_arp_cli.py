@@ -75,16 +75,6 @@ def test_interface_without_ethernet_address_is_one_line_and_exit_2() -> None:
     assert "no Ethernet address" in one_error_line(run("--interface", "lo", "192.0.2.10"))
 
 
-@pytest.fixture(scope="module")
-def kit() -> Iterator[None]:
-    netns.require("ip")
-    l2lab.build_kit()
-    try:
-        yield
-    finally:
-        netns.delete_namespaces([l2lab.KIT_NS])
-
-
 @pytest.fixture
 def client(kit: None) -> Iterator[l2lab.WireClient]:
     with netns.entered(l2lab.KIT_NS):

@@ -29,16 +29,6 @@ VIP4 = IPv4Address("10.46.0.100")
 VIP6 = IPv6Address("fd00:46::100")
 
 
-@pytest.fixture(scope="module")
-def kit() -> Iterator[None]:
-    netns.require("ip")
-    l2lab.build_kit()
-    try:
-        yield
-    finally:
-        netns.delete_namespaces([l2lab.KIT_NS])
-
-
 @pytest.fixture
 def inside(kit: None) -> Iterator[None]:
     with netns.entered(l2lab.KIT_NS):
